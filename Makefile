@@ -1,0 +1,52 @@
+# Every target creates the virtual environment (.venv) when it is missing or out of date.
+# Variables: PYTHON (interpreter for the venv), TORCH_INDEX (optional pip index for torch, e.g.
+# https://download.pytorch.org/whl/cpu for a CPU-only build elsewhere), DATA (dataset spec or folder),
+# SUBMISSIONS / OUT (grading), SOURCE (local GTZAN copy).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_INDEX ?=
+DATA ?= synthetic
+OUT ?= out/grades
+
+export GENREKIT_DATA_DIR ?= $(CURDIR)/data
+export GENREKIT_CACHE_DIR ?= $(CURDIR)/data/cache
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 3
+export PYTHONWARNINGS := ignore
+
+.PHONY: venv reference test release grade calibrate data data-gtzan bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (nbgrader 0.9.6); set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(if $(TORCH_INDEX),$(PY) -m pip install -q torch==2.13.0 --index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+	touch $(STAMP)
+
+data: $(STAMP)
+	$(PY) -m genrekit info synthetic
+
+reference: $(STAMP)
+	$(PY) -m genrekit info $(DATA)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# Real GTZAN (issue: data): DATA=folder to write (default $(GENREKIT_DATA_DIR)/gtzan8), SOURCE=local copy
+data-gtzan: $(STAMP)
+	$(PY) -m data_scripts.prepare_gtzan --out $(if $(filter synthetic,$(DATA)),$(GENREKIT_DATA_DIR)/gtzan8,$(DATA)) $(if $(SOURCE),--source $(SOURCE))
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf out build .pytest_cache

@@ -1,0 +1,168 @@
+"""Training and evaluation plumbing for any ``nn.Module`` classifier that returns logits.
+
+Example::
+
+    from genrekit import train
+    X_tr, X_va = train.stack(feats_tr), train.stack(feats_va)        # (N, 1, mels, frames) float32
+    history = train.fit(model, (X_tr, y_tr), (X_va, y_va), epochs=20, lr=1e-3, seed=0)
+    probs = train.predict_proba(model, X_te)                           # (N, classes) numpy
+
+``fit`` shows a tqdm bar on stdout, validates every epoch, keeps the weights of the best epoch by
+validation accuracy (ties go to the lower validation loss) and returns the history. A model whose
+``forward`` returns a dict is read at key ``"logits"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from genrekit.progress import bar
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else Apple MPS, else CPU (never hard-code a device)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for repeatable runs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def fix_length(x: np.ndarray, frames: int) -> np.ndarray:
+    """Crop or pad the last axis of ``x`` to exactly ``frames`` (pads by repeating the edge)."""
+    if x.shape[-1] >= frames:
+        return x[..., :frames]
+    pad = [(0, 0)] * (x.ndim - 1) + [(0, frames - x.shape[-1])]
+    return np.pad(x, pad, mode="edge")
+
+
+def stack(features, frames: int | None = None) -> torch.Tensor:
+    """Stack a list of (mels, frames_i) arrays into a float32 tensor (N, 1, mels, frames).
+
+    Lengths differ slightly between real clips: each is cut (or edge-padded) to ``frames``, by default
+    the shortest length in the list.
+    """
+    if len(features) == 0:
+        raise ValueError("stack: no features given")
+    frames = frames or min(f.shape[-1] for f in features)
+    arr = np.stack([fix_length(np.asarray(f, dtype=np.float32), frames) for f in features])
+    return torch.from_numpy(arr[:, None] if arr.ndim == 3 else arr)
+
+
+def _loader(data, batch_size, shuffle, seed=0):
+    if isinstance(data, DataLoader):
+        return data
+    if isinstance(data, torch.utils.data.Dataset):
+        ds = data
+    else:
+        x, y = data
+        ds = TensorDataset(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long))
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None)
+
+
+def logits_of(output) -> torch.Tensor:
+    """The logits of a model's output: the tensor itself, or ``output['logits']`` for dict outputs."""
+    return output["logits"] if isinstance(output, dict) else output
+
+
+def _run_epoch(model, loader, loss_fn, device, optimizer=None, desc="", progress=True):
+    training = optimizer is not None
+    model.train(training)
+    total_loss, correct, count = 0.0, 0, 0
+    with torch.set_grad_enabled(training):
+        for x, y in bar(loader, desc=desc, disable=not progress):
+            x, y = x.to(device), y.to(device)
+            logits = logits_of(model(x))
+            loss = loss_fn(logits, y)
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            total_loss += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            count += len(y)
+    return total_loss / max(count, 1), correct / max(count, 1)
+
+
+def fit(model: nn.Module, train_data, valid_data=None, *, epochs: int = 20, batch_size: int = 32,
+        lr: float = 1e-3, weight_decay: float = 1e-4, optimizer: torch.optim.Optimizer | None = None,
+        scheduler=None, loss_fn: nn.Module | None = None, seed: int = 0, device=None,
+        progress: bool = True) -> dict:
+    """Train ``model`` and keep its best epoch; returns the history.
+
+    train_data / valid_data: (X, y) with X (N, ...) float and y (N,) int class indices, a torch
+    Dataset, or a DataLoader. ``optimizer`` defaults to AdamW(lr, weight_decay) over all parameters
+    (pass your own for per-group learning rates or frozen layers); ``scheduler`` is stepped per epoch.
+    History: {'train_loss', 'train_acc', 'valid_loss', 'valid_acc': lists per epoch,
+    'best_epoch' (1-based), 'best_valid_acc', 'seconds', 'epochs', 'batch_size', 'lr', 'seed'}.
+    After ``fit`` the model holds the weights of the best epoch (the last one without valid_data).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    seed_everything(seed)
+    device = torch.device(device) if device else default_device()
+    model.to(device)
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    train_loader = _loader(train_data, batch_size, shuffle=True, seed=seed)
+    valid_loader = _loader(valid_data, batch_size, shuffle=False) if valid_data is not None else None
+    history = {"train_loss": [], "train_acc": [], "valid_loss": [], "valid_acc": [], "best_epoch": 0,
+               "best_valid_acc": None, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    best_key, best_state = None, None
+    start = time.perf_counter()
+    epoch_bar = bar(range(1, epochs + 1), desc="epochs", disable=not progress, leave=True)
+    for epoch in epoch_bar:
+        tr_loss, tr_acc = _run_epoch(model, train_loader, loss_fn, device, optimizer, "train", progress)
+        history["train_loss"].append(tr_loss)
+        history["train_acc"].append(tr_acc)
+        if valid_loader is not None:
+            va_loss, va_acc = _run_epoch(model, valid_loader, loss_fn, device, None, "valid", progress)
+            history["valid_loss"].append(va_loss)
+            history["valid_acc"].append(va_acc)
+            key = (va_acc, -va_loss)
+            if best_key is None or key > best_key:
+                best_key, best_state = key, copy.deepcopy(model.state_dict())
+                history["best_epoch"], history["best_valid_acc"] = epoch, va_acc
+            epoch_bar.set_postfix(loss=f"{tr_loss:.3f}", acc=f"{tr_acc:.2f}", val_acc=f"{va_acc:.2f}")
+        else:
+            history["best_epoch"] = epoch
+            epoch_bar.set_postfix(loss=f"{tr_loss:.3f}", acc=f"{tr_acc:.2f}")
+        if scheduler is not None:
+            scheduler.step()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    history["seconds"] = time.perf_counter() - start
+    return history
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x, batch_size: int = 64, device=None) -> np.ndarray:
+    """Class probabilities (softmax of the logits), shape (N, classes), float32 numpy; eval mode."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    model.eval()
+    x = torch.as_tensor(x, dtype=torch.float32)
+    out = [torch.softmax(logits_of(model(x[i:i + batch_size].to(device))), dim=1).cpu()
+           for i in range(0, len(x), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def evaluate(model: nn.Module, x, y, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Predictions (N,), probabilities (N, classes) and metrics.summary of ``model`` on (x, y)."""
+    from genrekit import metrics
+    probs = predict_proba(model, x, batch_size)
+    return probs.argmax(axis=1), probs, metrics.summary(np.asarray(y), probs)

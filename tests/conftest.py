@@ -1,0 +1,41 @@
+"""Shared fixtures: every test writes datasets and caches under pytest's tmp folders, never ~/.cache."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_dirs(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GENREKIT_DATA_DIR", str(tmp_path_factory.mktemp("datasets")))
+    mp.setenv("GENREKIT_CACHE_DIR", str(tmp_path_factory.mktemp("features")))
+    mp.delenv("GENRE_DATASET", raising=False)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """A synthetic dataset of 8 genres x 4 clips x 3 s (2 train, 1 valid, 1 test per genre)."""
+    from genrekit import synth
+    return synth.build(tmp_path_factory.mktemp("tiny") / "synthetic", clips_per_genre=4, seconds=3.0,
+                       seed=0, progress=False)
+
+
+def write_wav(path, y, sr=22050, subtype="PCM_16"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.asarray(y, dtype=np.float32), sr, subtype=subtype)
+    return path
+
+
+def tone(seconds=1.0, sr=22050, freq=440.0, amp=0.3):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from genrekit import train
+
+
+def _blobs(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    x = rng.normal(0, 0.3, (n, 1, 4, 6)).astype(np.float32)
+    x[np.arange(n), 0, y, :] += 2.0  # class k lights up row k
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(24, 4)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_fit_learns_and_keeps_best_epoch(capfd):
+    xtr, ytr = _blobs(96, 0)
+    xva, yva = _blobs(48, 1)
+    model = Tiny()
+    hist = train.fit(model, (xtr, ytr), (xva, yva), epochs=8, lr=0.05, batch_size=16, seed=0, device="cpu")
+    out, err = capfd.readouterr()
+    assert err == "", f"training wrote to stderr: {err[:200]}"
+    assert "epochs" in out, "no progress bar on stdout"
+    assert len(hist["train_loss"]) == len(hist["valid_acc"]) == 8
+    best = hist["best_epoch"]
+    assert hist["valid_acc"][best - 1] == max(hist["valid_acc"]) == hist["best_valid_acc"] > 0.9
+    _, _, m = train.evaluate(model, xva, yva)
+    assert m["accuracy"] == pytest.approx(hist["best_valid_acc"]), "model does not hold the best epoch's weights"
+
+
+def test_fit_is_repeatable_with_a_seed():
+    xtr, ytr = _blobs(64)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = Tiny()
+        runs.append(train.fit(model, (xtr, ytr), None, epochs=3, seed=7, progress=False, device="cpu")["train_loss"])
+    assert runs[0] == runs[1]
+
+
+def test_dict_outputs_and_predict_proba():
+    class DictModel(Tiny):
+        def forward(self, x):
+            return {"logits": super().forward(x), "embedding": x.flatten(1)}
+    xtr, ytr = _blobs(32)
+    model = DictModel()
+    train.fit(model, (xtr, ytr), epochs=1, progress=False, device="cpu")
+    probs = train.predict_proba(model, xtr, batch_size=5)
+    assert probs.shape == (32, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_stack_fixes_lengths():
+    feats = [np.ones((3, 10)), np.ones((3, 12)), np.ones((3, 11))]
+    assert train.stack(feats).shape == (3, 1, 3, 10)
+    assert train.stack(feats, frames=13).shape == (3, 1, 3, 13)
+    with pytest.raises(ValueError, match="no features"):
+        train.stack([])
+    with pytest.raises(ValueError, match="epochs"):
+        train.fit(Tiny(), _blobs(8), epochs=0)
