@@ -16,6 +16,8 @@ export GENREKIT_CACHE_DIR ?= $(CURDIR)/data/cache
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONWARNINGS := ignore
+# OpenMP busy-waiting makes torch 6-60x slower whenever another process is busy (measured): wait passively
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: venv reference test release grade calibrate data data-gtzan bench clean
 

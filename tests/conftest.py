@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the torch import (see the Makefile)
+
 import numpy as np
 import pytest
 import soundfile as sf
