@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 TORCH_INDEX ?=
 DATA ?= synthetic
 OUT ?= out/grades
+JOBS ?= 1
+SEEDS ?= 3
 
 export GENREKIT_DATA_DIR ?= $(CURDIR)/data
 export GENREKIT_CACHE_DIR ?= $(CURDIR)/data/cache
@@ -38,7 +40,17 @@ data: $(STAMP)
 	$(PY) -m genrekit info synthetic
 
 reference: $(STAMP)
-	$(PY) -m genrekit info $(DATA)
+	$(PY) -m autograder reference --data $(DATA)
+
+release: $(STAMP)
+	$(PY) -m autograder release
+
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR_OR_ZIP [OUT=DIR] [DATA=...] [JOBS=N]" >&2; exit 2; }
+	$(PY) -m autograder grade $(SUBMISSIONS) --out $(OUT) --data $(DATA) --jobs $(JOBS)
+
+calibrate: $(STAMP)
+	$(PY) -m autograder calibrate --data $(DATA) --seeds $(SEEDS)
 
 test: $(STAMP)
 	$(PY) -m pytest

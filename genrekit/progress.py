@@ -13,4 +13,5 @@ def bar(iterable=None, **kwargs):
     kwargs.setdefault("dynamic_ncols", False)
     kwargs.setdefault("ncols", 100)
     kwargs.setdefault("leave", False)
+    kwargs.setdefault("mininterval", 0.1 if sys.stdout.isatty() else 2.0)  # logs and notebooks: fewer redraws
     return tqdm(iterable, **kwargs)

@@ -1,0 +1,80 @@
+"""``python -m autograder``: release, grade, reference and calibrate.
+
+    python -m autograder release                       solutions/ -> assignment/
+    python -m autograder grade SUBMISSIONS --out DIR [--data SPEC] [--jobs N] [--cell-timeout S]
+    python -m autograder reference [--data SPEC] [--out DIR]
+    python -m autograder calibrate [--data SPEC] [--seeds N]
+
+Every command exits 0 when it did its job, else non-zero with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _release(args) -> int:
+    from autograder import release
+    out = release.generate()
+    print(f"wrote {out}")
+    return 0
+
+
+def _grade(args) -> int:
+    from autograder import grade
+    results = grade.grade(args.submissions, args.out, args.data, jobs=args.jobs, cell_timeout=args.cell_timeout,
+                          accuracy_timeout=args.accuracy_timeout)
+    print(grade_table(results))
+    print(f"wrote {args.out / 'grades.csv'}, {args.out / 'gradebook.db'}, {args.out / 'feedback'}/")
+    return 0
+
+
+def grade_table(results) -> str:
+    rows = [f"{'student':<20}{'total':>8}{'max':>6}  status"]
+    for r in results:
+        rows.append(f"{r.student[:19]:<20}{r.total:>8g}{sum(r.max_scores.values()):>6g}  {r.status[:100]}")
+    return "\n".join(rows)
+
+
+def _reference(args) -> int:
+    from autograder import reference
+    return reference.run(args.data, args.out)
+
+
+def _calibrate(args) -> int:
+    from autograder import reference
+    return reference.calibrate(args.data, args.seeds, args.out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("release", help="regenerate assignment/ from solutions/").set_defaults(run=_release)
+    p = sub.add_parser("grade", help="grade a folder (or .zip) of submissions")
+    p.add_argument("submissions", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data", default="synthetic", help="dataset the accuracy is measured on (default synthetic)")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
+    p.add_argument("--cell-timeout", type=int, default=120, help="seconds per notebook cell")
+    p.add_argument("--accuracy-timeout", type=float, default=900, help="seconds for one accuracy measurement")
+    p.set_defaults(run=_grade)
+    for name, helptext in (("reference", "run the reference solution end to end and grade it"),
+                           ("calibrate", "re-run the reference over seeds and rewrite the thresholds")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--data", default="synthetic")
+        p.add_argument("--out", type=Path, default=Path("out") / name)
+        if name == "calibrate":
+            p.add_argument("--seeds", type=int, default=3)
+        p.set_defaults(run=_reference if name == "reference" else _calibrate)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        print(f"autograder {args.command}: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+              file=sys.stderr)
+        return 1

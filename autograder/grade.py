@@ -1,0 +1,314 @@
+"""Grade a folder of submissions (``make grade SUBMISSIONS=DIR OUT=DIR2``).
+
+Each submission is graded in isolation, in its own nbgrader course folder and database, in
+subprocesses with time limits, so one broken submission (a syntax error, an endless loop, a missing
+checkpoint, a crash) gets a result row that says so and never stops the batch or touches other
+results:
+
+1. ``nbgrader autograde``: the student's notebooks are executed with the instructor's test cells
+   (visible and hidden) restored; the student's package is never overwritten by the solutions.
+2. Accuracy, measured by the grader (:mod:`autograder.accuracy`) in a fresh process from the student's
+   checkpoint, the student's own code and the grader's test clips; its points (full at the pass mark,
+   linear down to the floor) replace the score of the notebook's ``test_accuracy`` cell.
+3. ``nbgrader generate_feedback``: per-student HTML feedback (hidden tests appear only as calls).
+
+Outputs in OUT: ``gradebook.db`` (nbgrader's gradebook with every student), ``grades.csv`` (one row
+per student: points per test, ``total``, ``max``, measured accuracy, status), ``feedback/<student>/``
+and ``work/`` (each submission's course folder, for inspection).
+
+A submission is a folder ``SUBMISSIONS/<student_id>/gtzan_genre/`` (or ``SUBMISSIONS/<student_id>/``
+holding the notebooks directly); SUBMISSIONS may also be a ``.zip`` of such folders (an LMS export).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autograder import accuracy as accuracy_mod
+from autograder import thresholds
+from autograder.course import (ASSIGNMENT, PACKAGE, SOLUTIONS, GradingError, nbgrader_env, run_nbgrader,
+                               write_config)
+from genrekit.progress import bar
+
+SUBMISSION_JUNK = ("__pycache__", "*.pyc", ".ipynb_checkpoints", ".DS_Store")
+ACCURACY_CELLS = {"part1_baseline": ("1_baseline", "test_accuracy")}  # part -> (notebook, grade cell)
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+
+
+@dataclass
+class Result:
+    """The grade of one submission."""
+    student: str
+    scores: dict = field(default_factory=dict)      # grade_id -> points (None: needs manual grading)
+    max_scores: dict = field(default_factory=dict)  # grade_id -> max points
+    accuracy: dict = field(default_factory=dict)    # part -> measurement (or {"error": ...})
+    problems: list = field(default_factory=list)    # one line each
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return round(sum(v for v in self.scores.values() if v is not None), 2)
+
+    @property
+    def status(self) -> str:
+        return "ok" if not self.problems else "; ".join(self.problems)
+
+
+# --- the course template: assignment generated once per batch --------------------------------------
+
+def grade_cells(source: Path = SOLUTIONS) -> list[tuple[str, str, float]]:
+    """(notebook, grade_id, points) of every graded cell of the assignment, in notebook order."""
+    import nbformat
+    cells = []
+    for nb_path in sorted((source / ASSIGNMENT).glob("*.ipynb")):
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade"):
+                cells.append((nb_path.stem, meta["grade_id"], float(meta.get("points", 0))))
+    return cells
+
+
+def student_files(source: Path = SOLUTIONS) -> list[str]:
+    """Every non-notebook file of the assignment, relative to it: the student's to keep at autograde."""
+    base = source / ASSIGNMENT
+    return sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
+                  if p.is_file() and p.suffix != ".ipynb" and "__pycache__" not in p.parts)
+
+
+def make_template(folder: Path, cell_timeout: int) -> Path:
+    """A course folder with the assignment's notebooks as source and a gradebook that knows them.
+
+    Only notebooks go into the grading source: nbgrader copies every other source file over the
+    submission at autograde, which would replace the student's package with the solutions.
+    """
+    if folder.exists():
+        shutil.rmtree(folder)
+    src = folder / "source" / ASSIGNMENT
+    src.mkdir(parents=True)
+    for nb in sorted((SOLUTIONS / ASSIGNMENT).glob("*.ipynb")):
+        shutil.copy2(nb, src / nb.name)
+    write_config(folder, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK))
+    run_nbgrader(folder, "generate_assignment", ASSIGNMENT, "--force", timeout=300)
+    return folder
+
+
+# --- one submission ---------------------------------------------------------------------------------
+
+def find_assignment_folder(student_dir: Path) -> Path:
+    """The folder of a submission that holds the notebooks (``gtzan_genre/`` or the student folder)."""
+    for candidate in (student_dir / ASSIGNMENT, student_dir):
+        if any(candidate.glob("*.ipynb")):
+            return candidate
+    nested = [p.parent for p in student_dir.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
+    if nested:
+        return sorted(nested, key=lambda p: len(p.parts))[0]
+    raise GradingError(f"{student_dir}: no notebook found (expected {student_dir.name}/{ASSIGNMENT}/*.ipynb)")
+
+
+def _scores_from_db(db: Path, student: str) -> tuple[dict, dict]:
+    from nbgrader.api import Gradebook
+    scores, max_scores = {}, {}
+    with Gradebook(f"sqlite:///{db}") as gb:
+        submission = gb.find_submission(ASSIGNMENT, student)
+        for nb in submission.notebooks:
+            for grade in nb.grades:
+                max_scores[grade.name] = grade.max_score
+                scores[grade.name] = None if grade.needs_manual_grade else float(grade.score or 0.0)
+    return scores, max_scores
+
+
+def _set_score(db: Path, student: str, notebook: str, grade_id: str, value: float, comment: str = "") -> None:
+    from nbgrader.api import Gradebook, MissingEntry
+    with Gradebook(f"sqlite:///{db}") as gb:
+        grade = gb.find_grade(grade_id, notebook, ASSIGNMENT, student)
+        grade.auto_score = value
+        grade.manual_score = None
+        grade.needs_manual_grade = False
+        if comment:
+            try:  # nbgrader keeps comments for solution cells only; the summary file carries it otherwise
+                gb.find_comment(grade_id, notebook, ASSIGNMENT, student).auto_comment = comment
+            except MissingEntry:
+                pass
+        gb.db.commit()
+
+
+def measure_accuracy(part: str, folder: Path, data_spec: str, timeout: float) -> dict:
+    """Run :mod:`autograder.accuracy` on a submission folder in a fresh process; returns its JSON."""
+    env = nbgrader_env({"PYTHONPATH": str(folder)})
+    cmd = [sys.executable, "-m", "autograder.accuracy", part, str(folder), "--data", data_spec]
+    try:
+        res = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"accuracy measurement took longer than {timeout:.0f} s (an endless loop in your code?)"}
+    lines = [l for l in res.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        err = [l for l in res.stderr.splitlines() if l.strip()]
+        return {"error": f"accuracy measurement crashed: {err[-1][:200] if err else 'exit ' + str(res.returncode)}"}
+    return json.loads(lines[-1])
+
+
+def grade_one(student: str, submitted: Path, template: Path, work: Path, data_spec: str,
+              cell_timeout: int, accuracy_timeout: float, table: dict) -> Result:
+    """Grade one submission in ``work`` (its own course folder); never raises."""
+    start = time.perf_counter()
+    result = Result(student)
+    course = work / "course"
+    try:
+        if not STUDENT_ID.match(student):
+            raise GradingError(f"'{student}' is not a valid student id (letters, digits, _ . @ -)")
+        if work.exists():
+            shutil.rmtree(work)
+        shutil.copytree(template, course, ignore=shutil.ignore_patterns("release"))
+        write_config(course, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK))
+        dest = course / "submitted" / student / ASSIGNMENT
+        shutil.copytree(find_assignment_folder(submitted), dest, ignore=shutil.ignore_patterns(*SUBMISSION_JUNK))
+        n_cells = len(grade_cells()) + 8
+        autograde_error = None
+        try:
+            run_nbgrader(course, "autograde", ASSIGNMENT, f"--student={student}", "--force",
+                         timeout=cell_timeout * n_cells + 120)
+        except GradingError as err:
+            autograde_error = str(err)
+            result.problems.append(f"autograde: {err}")
+        db = course / "gradebook.db"
+        for part, (notebook, cell) in ACCURACY_CELLS.items():
+            measured = measure_accuracy(part, dest, data_spec, accuracy_timeout)
+            try:
+                limits = thresholds.entry(part, data_spec if ":" in data_spec else measured.get("dataset", data_spec), table)
+            except KeyError as err:
+                limits, measured = None, {**measured, "error": measured.get("error") or str(err).strip("'\"")}
+            if "error" in measured:
+                pts, comment = 0.0, f"Accuracy not measured: {measured['error']}"
+                result.problems.append(f"{part}: {measured['error']}")
+            else:
+                pts = thresholds.points(measured["accuracy"], limits["pass"], limits["floor"], limits["points"])
+                comment = (f"Test accuracy measured by the grader: {measured['accuracy']:.3f} on {measured['dataset']} "
+                           f"({measured['n']} clips); pass mark {limits['pass']:.3f}, floor {limits['floor']:.3f}: "
+                           f"{pts:g} of {limits['points']:g} points.")
+            measured.update({"points": pts, "comment": comment})
+            result.accuracy[part] = measured
+            if autograde_error is None:
+                _set_score(db, student, notebook, cell, pts, comment)
+        if autograde_error is None:
+            result.scores, result.max_scores = _scores_from_db(db, student)
+            try:
+                run_nbgrader(course, "generate_feedback", ASSIGNMENT, f"--student={student}", timeout=300)
+            except GradingError as err:
+                result.problems.append(f"feedback: {err}")
+    except Exception as err:  # a grading problem of this submission, reported in its row
+        result.problems.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    if not result.scores:
+        result.scores = {gid: 0.0 for _, gid, _ in grade_cells()}
+        result.max_scores = {gid: pts for _, gid, pts in grade_cells()}
+    result.seconds = round(time.perf_counter() - start, 1)
+    return result
+
+
+# --- the batch --------------------------------------------------------------------------------------
+
+def list_submissions(submissions: Path, out: Path) -> list[tuple[str, Path]]:
+    """(student id, folder) of every submission; a .zip is extracted into OUT/submissions first."""
+    if submissions.is_file() and submissions.suffix == ".zip":
+        target = out / "submissions"
+        if target.exists():
+            shutil.rmtree(target)
+        with zipfile.ZipFile(submissions) as zf:
+            for member in zf.namelist():
+                if member.startswith("/") or ".." in Path(member).parts:
+                    raise GradingError(f"{submissions}: unsafe path in archive: {member}")
+            zf.extractall(target)
+        entries = [p for p in target.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX"))]
+        if len(entries) == 1 and not any(entries[0].glob("*.ipynb")) and not (entries[0] / ASSIGNMENT).is_dir():
+            target = entries[0]  # one wrapping folder around the student folders
+        submissions = target
+    if not submissions.is_dir():
+        raise GradingError(f"{submissions}: no such folder of submissions")
+    found = sorted((p.name, p) for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise GradingError(f"{submissions}: no submission folders in it")
+    return found
+
+
+def merge_gradebook(db: Path, results: list[Result]) -> None:
+    """Record every student's scores in the batch gradebook (nbgrader's database)."""
+    from nbgrader.api import Gradebook, MissingEntry
+    cells = grade_cells()
+    with Gradebook(f"sqlite:///{db}") as gb:
+        for r in results:
+            if not STUDENT_ID.match(r.student):
+                continue
+            gb.update_or_create_student(r.student)
+            gb.update_or_create_submission(ASSIGNMENT, r.student)
+            for notebook, gid, _ in cells:
+                try:
+                    grade = gb.find_grade(gid, notebook, ASSIGNMENT, r.student)
+                except MissingEntry:
+                    continue
+                score = r.scores.get(gid)
+                grade.auto_score = score
+                grade.needs_manual_grade = score is None
+        gb.db.commit()
+
+
+def write_csv(path: Path, results: list[Result]) -> None:
+    cells = grade_cells()
+    parts = list(ACCURACY_CELLS)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student_id"] + [gid for _, gid, _ in cells] + ["total", "max"]
+                        + [f"{p}_accuracy" for p in parts] + ["manual_pending", "status"])
+        for r in results:
+            manual = [gid for _, gid, _ in cells if r.scores.get(gid, 0.0) is None]
+            writer.writerow([r.student] + ["" if r.scores.get(gid) is None else f"{r.scores.get(gid, 0.0):g}"
+                                           for _, gid, _ in cells]
+                            + [f"{r.total:g}", f"{sum(p for _, _, p in cells):g}"]
+                            + [f"{r.accuracy.get(p, {}).get('accuracy', ''):.4f}"
+                               if "accuracy" in r.accuracy.get(p, {}) else "" for p in parts]
+                            + [" ".join(manual), r.status])
+
+
+def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int = 1, cell_timeout: int = 120,
+          accuracy_timeout: float = 900, progress: bool = True) -> list[Result]:
+    """Grade every submission in ``submissions`` into ``out``; returns the results (see module docstring)."""
+    submissions, out = Path(submissions).resolve(), Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    table = thresholds.load()
+    entries = list_submissions(submissions, out)
+    template = make_template(out / "template", cell_timeout)
+    shutil.copy2(template / "gradebook.db", out / "gradebook.db")
+
+    def one(entry):
+        student, folder = entry
+        return grade_one(student, folder, template, out / "work" / student, data_spec, cell_timeout,
+                         accuracy_timeout, table)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(bar(pool.map(one, entries), total=len(entries), desc="grading", disable=not progress,
+                           leave=True))
+    merge_gradebook(out / "gradebook.db", results)
+    write_csv(out / "grades.csv", results)
+    feedback = out / "feedback"
+    for r in results:
+        src = out / "work" / r.student / "course" / "feedback" / r.student / ASSIGNMENT
+        dst = feedback / r.student
+        if dst.exists():
+            shutil.rmtree(dst)
+        dst.mkdir(parents=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        lines = [f"student: {r.student}", f"total: {r.total:g} of {sum(r.max_scores.values()):g}", f"status: {r.status}"]
+        lines += [m["comment"] for m in r.accuracy.values() if m.get("comment")]
+        (dst / "summary.txt").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps([{**asdict(r), "total": r.total, "status": r.status}
+                                                  for r in results], indent=1))
+    return results

@@ -1,0 +1,192 @@
+"""The grader itself: full marks for the reference, none for the blank student version, and a plausible
+wrong answer loses exactly the points of the tests aimed at it; broken submissions get a row that says
+why and never stop the batch.
+
+One module-scoped batch: the reference notebook is executed with real training (about a minute), then
+nine submissions are built from the released notebook plus a variant of the student package and
+graded together with real nbgrader runs.
+"""
+
+import csv
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from autograder import grade as grading
+from autograder import reference, thresholds
+from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, SOLUTIONS
+from genrekit import checkpoint
+
+PACKAGE_FILES = ("genre/__init__.py", "genre/features.py", "genre/models.py")
+CODE_TESTS = {"test_log_mel_shape": 1, "test_log_mel_db": 2, "test_conv_block": 2, "test_baseline_forward": 2,
+              "test_baseline_embed": 2}
+ALL_AUTO = {**CODE_TESTS, "test_accuracy": 5}
+
+# plausible wrong answers: file -> (solution text, wrong text)
+NO_DB = ("genre/features.py", "return librosa.power_to_db(mel_power, ref=np.max, top_db=config.TOP_DB).astype(np.float32)",
+         "return (mel_power / mel_power.max()).astype(np.float32)")
+NO_RELU = ("genre/models.py", "return self.pool(torch.relu(self.bn(self.conv(x))))", "return self.pool(self.bn(self.conv(x)))")
+WRONG_AXIS = ("genre/models.py", "return self.blocks(self.input_bn(x)).mean(dim=(2, 3))",
+              "return self.blocks(self.input_bn(x)).mean(dim=(1, 3))")
+SYNTAX_ERROR = ("genre/features.py", "def log_mel(y: np.ndarray, sr: int = config.SAMPLE_RATE) -> np.ndarray:",
+                "def log_mel(y: np.ndarray, sr: int = config.SAMPLE_RATE) -> np.ndarray")
+ENDLESS = ("genre/features.py", "    mel_power = librosa.feature.melspectrogram(", "    while True:\n        pass\n    mel_power = librosa.feature.melspectrogram(")
+
+
+def _submission(root: Path, student: str, solved: bool = True, edit=None, ckpt: Path | None = None,
+                answer: str | None = None) -> None:
+    """The released notebook + the student package (solved, possibly with one edit) + a checkpoint."""
+    dest = root / student / ASSIGNMENT
+    shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT, dest)
+    if solved:
+        for rel in PACKAGE_FILES:
+            shutil.copy2(SOLUTIONS / ASSIGNMENT / rel, dest / rel)
+    if edit:
+        rel, old, new = edit
+        text = (dest / rel).read_text()
+        assert old in text, f"test out of date: '{old}' not in {rel}"
+        (dest / rel).write_text(text.replace(old, new))
+    if answer:
+        import nbformat
+        nb_path = dest / "1_baseline.ipynb"
+        nb = nbformat.read(nb_path, as_version=4)
+        (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_confusion"]
+        cell.source = answer
+        nbformat.write(nb, nb_path)
+    if ckpt:
+        (dest / "checkpoints").mkdir()
+        shutil.copy2(ckpt, dest / "checkpoints" / "part1_baseline.pt")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The reference notebook executed for real (training on the synthetic dataset)."""
+    folder = reference.copy_solution(tmp_path_factory.mktemp("reference") / ASSIGNMENT)
+    reference.execute(folder, "synthetic", seed=0)
+    return folder / "checkpoints" / "part1_baseline.pt"
+
+
+@pytest.fixture(scope="module")
+def batch(trained, tmp_path_factory):
+    subs = tmp_path_factory.mktemp("submissions")
+    one_class = tmp_path_factory.mktemp("ckpt") / "one_class.pt"
+    ckpt = checkpoint.load(trained)  # same format, classifier rewired to always answer "classical"
+    ckpt["state_dict"]["classifier.weight"].zero_()
+    ckpt["state_dict"]["classifier.bias"].copy_(torch.arange(8, 0, -1, dtype=torch.float32))
+    torch.save(ckpt, one_class)
+
+    _submission(subs, "reference", ckpt=trained, answer="Pop and country: same backbeat and guitars.")
+    _submission(subs, "blank", solved=False)
+    _submission(subs, "no_db", edit=NO_DB, ckpt=trained)
+    _submission(subs, "no_relu", edit=NO_RELU, ckpt=trained)
+    _submission(subs, "wrong_axis", edit=WRONG_AXIS, ckpt=trained)
+    _submission(subs, "one_class", ckpt=one_class)
+    _submission(subs, "no_checkpoint")
+    _submission(subs, "syntax_error", edit=SYNTAX_ERROR, ckpt=trained)
+    _submission(subs, "endless_loop", edit=ENDLESS, ckpt=trained)
+    out = tmp_path_factory.mktemp("grades")
+    results = grading.grade(subs, out, "synthetic", jobs=2, cell_timeout=30, accuracy_timeout=90, progress=False)
+    return {r.student: r for r in results}, out
+
+
+def _lost(result, tests=ALL_AUTO):
+    return {t for t in tests if result.scores.get(t) != ALL_AUTO[t]}
+
+
+def test_reference_gets_full_marks(batch):
+    results, _ = batch
+    ref = results["reference"]
+    assert ref.status == "ok", ref.status
+    assert {t: ref.scores[t] for t in ALL_AUTO} == ALL_AUTO
+    assert ref.scores["answer_confusion"] is None, "a written answer is left for manual grading"
+    assert results["blank"].scores["answer_confusion"] == 0, "an unanswered question scores 0 (nbgrader)"
+    limits = thresholds.entry("part1_baseline", "synthetic:default")
+    assert ref.accuracy["part1_baseline"]["accuracy"] >= limits["pass"]
+
+
+def test_blank_student_version_gets_nothing(batch):
+    results, _ = batch
+    blank = results["blank"]
+    assert all(blank.scores[t] == 0 for t in ALL_AUTO), blank.scores
+    assert "checkpoint not found" in blank.status
+
+
+@pytest.mark.parametrize("student, aimed_at", [
+    ("no_db", {"test_log_mel_db"}),
+    ("no_relu", {"test_conv_block"}),
+    # the embedding feeds the classifier: a wrong pooling axis breaks forward too
+    ("wrong_axis", {"test_baseline_embed", "test_baseline_forward"}),
+])
+def test_a_wrong_answer_loses_exactly_its_tests(batch, student, aimed_at):
+    results, _ = batch
+    assert _lost(results[student], CODE_TESTS) == aimed_at
+    assert all(results[student].scores[t] == 0 for t in aimed_at)
+
+
+def test_one_class_checkpoint_fails_the_accuracy_bar(batch):
+    results, _ = batch
+    r = results["one_class"]
+    assert _lost(r) == {"test_accuracy"} and r.scores["test_accuracy"] == 0
+    assert r.accuracy["part1_baseline"]["accuracy"] == pytest.approx(1 / 8, abs=0.05)
+    assert r.accuracy["part1_baseline"]["predicted_classes"] == 1
+
+
+@pytest.mark.parametrize("student, lost, reason", [
+    ("no_checkpoint", {"test_accuracy"}, "checkpoint not found"),
+    ("syntax_error", set(ALL_AUTO), "SyntaxError"),
+    ("endless_loop", {"test_log_mel_shape", "test_log_mel_db", "test_accuracy"}, "longer than 90 s"),
+])
+def test_broken_submissions_get_a_row_that_says_why(batch, student, lost, reason):
+    results, _ = batch
+    r = results[student]
+    assert _lost(r) == lost, r.scores
+    assert reason in r.status
+
+
+def test_outputs_csv_gradebook_feedback(batch):
+    results, out = batch
+    with open(out / "grades.csv") as f:
+        rows = {row["student_id"]: row for row in csv.DictReader(f)}
+    assert set(rows) == set(results), "every submission has a row: the batch went on"
+    assert float(rows["reference"]["total"]) == sum(ALL_AUTO.values()) and rows["reference"]["max"] == "16"
+    assert rows["reference"]["manual_pending"] == "answer_confusion"
+    assert float(rows["blank"]["total"]) == 0 and float(rows["no_relu"]["test_conv_block"]) == 0
+    with sqlite3.connect(out / "gradebook.db") as db:
+        students = {s for (s,) in db.execute("select id from student")}
+    assert students == set(results)
+    html = (out / "feedback" / "reference" / "1_baseline.html").read_text()
+    assert "check_log_mel_values" in html, "feedback shows the hidden check as a call"
+    assert "_reference_log_mel" not in html and "melspectrogram(" not in html, "hidden check code leaked"
+    summary = (out / "feedback" / "one_class" / "summary.txt").read_text()
+    assert "Test accuracy measured by the grader" in summary and "0 of 5 points" in summary
+
+
+def test_grade_command_errors_are_one_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "no such folder of submissions" in res.stderr
+
+
+def test_zip_of_submissions_is_unpacked(tmp_path):
+    import zipfile
+    _submission(tmp_path / "lms" / "export", "alice", solved=False)
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in (tmp_path / "lms").rglob("*"):
+            zf.write(p, p.relative_to(tmp_path / "lms"))
+    found = grading.list_submissions(archive, tmp_path / "out")
+    assert [s for s, _ in found] == ["alice"]
+    assert grading.find_assignment_folder(found[0][1]).name == ASSIGNMENT
+
+
+def test_points_are_linear_between_floor_and_pass():
+    assert thresholds.points(0.9, 0.76, 0.44, 5) == 5
+    assert thresholds.points(0.60, 0.76, 0.44, 5) == 2.5
+    assert thresholds.points(0.44, 0.76, 0.44, 5) == 0
+    entry = thresholds.from_reference([0.81, 0.875, 0.896])
+    assert entry["pass"] == pytest.approx(0.76, abs=0.01) and 0.125 + 0.1 <= entry["floor"] < entry["pass"]
