@@ -40,11 +40,11 @@ def measure(part: str, submission: Path, data_spec: str) -> dict:
 
     from genrekit import checkpoint, config, data, metrics, train
     spec = PARTS[part]
+    ds = data.open_dataset(data_spec)  # the grader's configuration first, then the student's files
     ckpt_path = Path(os.path.relpath(submission / spec["checkpoint"]))  # messages name the file as students know it
     ckpt = checkpoint.load(ckpt_path)  # refuses another feature configuration, names the file
     model = checkpoint.load_model(ckpt_path, cls=_student(spec["model"], submission))
     features = _student(spec["features"], submission)
-    ds = data.open_dataset(data_spec)
     clips = ds.clips("test")
     feats = []
     for clip in clips:

@@ -158,7 +158,7 @@ def measure_accuracy(part: str, folder: Path, data_spec: str, timeout: float) ->
 
 
 def grade_one(student: str, submitted: Path, template: Path, work: Path, data_spec: str,
-              cell_timeout: int, accuracy_timeout: float, table: dict) -> Result:
+              cell_timeout: int, accuracy_timeout: float, limits: dict) -> Result:
     """Grade one submission in ``work`` (its own course folder); never raises."""
     start = time.perf_counter()
     result = Result(student)
@@ -183,18 +183,15 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, data_sp
         db = course / "gradebook.db"
         for part, (notebook, cell) in ACCURACY_CELLS.items():
             measured = measure_accuracy(part, dest, data_spec, accuracy_timeout)
-            try:
-                limits = thresholds.entry(part, data_spec if ":" in data_spec else measured.get("dataset", data_spec), table)
-            except KeyError as err:
-                limits, measured = None, {**measured, "error": measured.get("error") or str(err).strip("'\"")}
             if "error" in measured:
                 pts, comment = 0.0, f"Accuracy not measured: {measured['error']}"
                 result.problems.append(f"{part}: {measured['error']}")
             else:
-                pts = thresholds.points(measured["accuracy"], limits["pass"], limits["floor"], limits["points"])
+                lim = limits[part]
+                pts = thresholds.points(measured["accuracy"], lim["pass"], lim["floor"], lim["points"])
                 comment = (f"Test accuracy measured by the grader: {measured['accuracy']:.3f} on {measured['dataset']} "
-                           f"({measured['n']} clips); pass mark {limits['pass']:.3f}, floor {limits['floor']:.3f}: "
-                           f"{pts:g} of {limits['points']:g} points.")
+                           f"({measured['n']} clips); pass mark {lim['pass']:.3f}, floor {lim['floor']:.3f}: "
+                           f"{pts:g} of {lim['points']:g} points.")
             measured.update({"points": pts, "comment": comment})
             result.accuracy[part] = measured
             if autograde_error is None:
@@ -237,6 +234,18 @@ def list_submissions(submissions: Path, out: Path) -> list[tuple[str, Path]]:
     if not found:
         raise GradingError(f"{submissions}: no submission folders in it")
     return found
+
+
+def dataset_limits(data_spec: str) -> dict:
+    """Check the grading dataset and its thresholds before grading anything: part -> threshold entry."""
+    from genrekit import data
+    ds = data.open_dataset(data_spec)  # DatasetError (one line) for an unknown dataset or split
+    if not ds.has("test") or not ds.clips("test"):
+        raise GradingError(f"dataset {ds.spec} has no test clips")
+    try:
+        return {part: thresholds.entry(part, ds.spec) for part in ACCURACY_CELLS}
+    except KeyError as err:
+        raise GradingError(str(err).strip("'\"")) from None
 
 
 def merge_gradebook(db: Path, results: list[Result]) -> None:
@@ -282,7 +291,7 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     """Grade every submission in ``submissions`` into ``out``; returns the results (see module docstring)."""
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    table = thresholds.load()
+    limits = dataset_limits(data_spec)
     entries = list_submissions(submissions, out)
     template = make_template(out / "template", cell_timeout)
     shutil.copy2(template / "gradebook.db", out / "gradebook.db")
@@ -290,7 +299,7 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     def one(entry):
         student, folder = entry
         return grade_one(student, folder, template, out / "work" / student, data_spec, cell_timeout,
-                         accuracy_timeout, table)
+                         accuracy_timeout, limits)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(bar(pool.map(one, entries), total=len(entries), desc="grading", disable=not progress,

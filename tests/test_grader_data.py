@@ -1,0 +1,61 @@
+"""Grading and calibration take any dataset by name: the accuracy path on a prepared gtzan8 folder."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from autograder import thresholds
+from autograder.course import ASSIGNMENT, SOLUTIONS
+from autograder.grade import measure_accuracy
+from genrekit import data
+
+
+@pytest.fixture
+def fake_gtzan8(tmp_path, tiny_synth, monkeypatch):
+    """A prepared-gtzan8-shaped folder (clips borrowed from the tiny synthetic set) in GENREKIT_DATA_DIR."""
+    root = tmp_path / "datasets" / "gtzan8"
+    shutil.copytree(tiny_synth, root, ignore=shutil.ignore_patterns("splits", "dataset.json"))
+    synth = data.Dataset(tiny_synth)
+    lists = {s: [c.rel for c in synth.clips(s)] for s in data.SPLITS}
+    data.write_split_lists(root, "filtered", lists)
+    data.write_split_lists(root, "580", {"train": lists["train"] + lists["test"], "test": lists["valid"]})
+    (root / "dataset.json").write_text(json.dumps({"name": "gtzan8", "default_split": "filtered"}))
+    monkeypatch.setenv("GENREKIT_DATA_DIR", str(tmp_path / "datasets"))
+    return root
+
+
+def test_accuracy_is_measured_on_the_named_gtzan_split(tmp_path, fake_gtzan8):
+    submission = tmp_path / "sub"
+    shutil.copytree(SOLUTIONS / ASSIGNMENT, submission, ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
+    make_ckpt = ("import torch; from genre.models import BaselineCNN; from genrekit import checkpoint;"
+                 "torch.manual_seed(0); checkpoint.save('checkpoints/part1_baseline.pt', BaselineCNN(),"
+                 " dataset='gtzan8:580', seed=0)")
+    res = subprocess.run([sys.executable, "-c", make_ckpt], cwd=submission, capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(submission)}, timeout=120)
+    assert res.returncode == 0, res.stderr[-400:]
+    for spec, n_test in (("gtzan8", 8), ("gtzan8:580", 8), ("gtzan8:filtered", 8)):
+        measured = measure_accuracy("part1_baseline", submission, spec, timeout=120)
+        assert "error" not in measured, measured
+        assert measured["dataset"] == (spec if ":" in spec else "gtzan8:filtered") and measured["n"] == n_test
+        assert measured["checkpoint_dataset"] == "gtzan8:580"
+        assert thresholds.entry("part1_baseline", measured["dataset"])["pass"] > 0
+
+
+def test_unknown_dataset_or_split_is_a_clear_error(tmp_path, fake_gtzan8):
+    measured = measure_accuracy("part1_baseline", SOLUTIONS / ASSIGNMENT, "gtzan8:nope", timeout=120)
+    assert "no split set 'nope'" in measured["error"]
+    with pytest.raises(KeyError, match="no thresholds for part1_baseline on dataset 'gtzan8:nope'"):
+        thresholds.entry("part1_baseline", "gtzan8:nope")
+
+
+def test_thresholds_file_is_sane():
+    table = thresholds.load()
+    for part, spec in table.items():
+        assert spec["points"] > 0
+        for name, entry in spec["datasets"].items():
+            assert 0.125 < entry["floor"] < entry["pass"] <= 1, f"{part} {name}: floor/pass out of order"
+            if entry.get("calibrated"):
+                assert entry["reference"]["mean"] >= entry["pass"], f"{part} {name}: reference below its pass mark"
