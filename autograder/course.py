@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,15 +56,64 @@ def write_config(course_root: Path, *, cell_timeout: int = 120, db: Path | None 
     return path
 
 
-def run_nbgrader(course_root: Path, *args: str, timeout: float | None = None, env: dict | None = None):
-    """Run ``nbgrader ARGS`` in ``course_root``; returns the CompletedProcess (raises GradingError on failure)."""
-    cmd = [sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"]
+@dataclass
+class Finished:
+    """What a limited run left: exit code (None when killed at its time limit) and its output's tails."""
+    returncode: int | None
+    stdout: str
+    stderr: str
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+def _tail(handle, limit: int = 65_536) -> str:
+    handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, handle.tell() - limit))
+    return handle.read().decode("utf-8", "replace")
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a process and every process it started (Jupyter kernels run in sessions of their own)."""
+    import psutil
     try:
-        res = subprocess.run(cmd, cwd=course_root, capture_output=True, text=True, timeout=timeout,
-                             env=env or nbgrader_env())
-    except subprocess.TimeoutExpired:
-        raise GradingError(f"nbgrader {args[0]} took longer than {timeout:.0f} s") from None
+        parent = psutil.Process(pid)
+        family = parent.children(recursive=True) + [parent]
+    except psutil.NoSuchProcess:
+        return
+    for proc in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(family, timeout=10)
+
+
+def run_limited(cmd: list[str], cwd: Path, env: dict, timeout: float | None) -> Finished:
+    """Run ``cmd`` with a time limit; on timeout kill its whole process tree. Output goes to temporary
+    files (only the last 64 KiB of each is kept), so a chatty submission cannot exhaust memory."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(proc.pid)
+            proc.wait()
+            code = None
+        return Finished(code, _tail(out), _tail(err))
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+def run_nbgrader(course_root: Path, *args: str, timeout: float | None = None, env: dict | None = None) -> Finished:
+    """Run ``nbgrader ARGS`` in ``course_root``; raises GradingError (one line) on failure or timeout."""
+    cmd = [sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"]
+    res = run_limited(cmd, course_root, env or nbgrader_env(), timeout)
+    if res.timed_out:
+        raise GradingError(f"nbgrader {args[0]} took longer than {timeout:.0f} s")
     if res.returncode != 0:
-        last = [l for l in (res.stderr or res.stdout).splitlines() if l.strip()]
-        raise GradingError(f"nbgrader {args[0]} failed: {last[-1] if last else 'exit ' + str(res.returncode)}")
+        last = [l for l in strip_ansi(res.stderr or res.stdout).splitlines() if l.strip()]
+        raise GradingError(f"nbgrader {args[0]} failed: {last[-1][:300] if last else 'exit ' + str(res.returncode)}")
     return res

@@ -26,8 +26,8 @@ import csv
 import json
 import re
 import shutil
-import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -36,11 +36,15 @@ from pathlib import Path
 
 from autograder import accuracy as accuracy_mod
 from autograder import thresholds
-from autograder.course import (ASSIGNMENT, PACKAGE, SOLUTIONS, GradingError, nbgrader_env, run_nbgrader,
-                               write_config)
+from autograder.course import (ASSIGNMENT, SOLUTIONS, GradingError, nbgrader_env, run_limited, run_nbgrader,
+                               strip_ansi, write_config)
 from genrekit.progress import bar
 
 SUBMISSION_JUNK = ("__pycache__", "*.pyc", ".ipynb_checkpoints", ".DS_Store")
+# What is copied from a submission into grading; anything else (a copy of genrekit/ or autograder/,
+# a sitecustomize.py, datasets) is left out and listed in the feedback, so it can never shadow the grader.
+ALLOWED = ("*.ipynb", "genre/*.py", "genre/**/*.py", "checkpoints/*.pt")
+MAX_FILE_BYTES = 512 * 2**20
 ACCURACY_CELLS = {"part1_baseline": ("1_baseline", "test_accuracy")}  # part -> (notebook, grade cell)
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
@@ -53,6 +57,7 @@ class Result:
     max_scores: dict = field(default_factory=dict)  # grade_id -> max points
     accuracy: dict = field(default_factory=dict)    # part -> measurement (or {"error": ...})
     problems: list = field(default_factory=list)    # one line each
+    ignored: list = field(default_factory=list)     # submitted files left out of grading
     seconds: float = 0.0
 
     @property
@@ -115,6 +120,22 @@ def find_assignment_folder(student_dir: Path) -> Path:
     raise GradingError(f"{student_dir}: no notebook found (expected {student_dir.name}/{ASSIGNMENT}/*.ipynb)")
 
 
+def copy_allowed(src: Path, dest: Path) -> list[str]:
+    """Copy the files of a submission that grading uses (ALLOWED); returns the ones left out."""
+    ignored = []
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = path.relative_to(src)
+        if any(part in SUBMISSION_JUNK for part in rel.parts) or path.suffix == ".pyc":
+            continue
+        if not any(rel.match(pattern) for pattern in ALLOWED) or path.is_symlink() \
+                or path.stat().st_size > MAX_FILE_BYTES:
+            ignored.append(rel.as_posix())
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest / rel)
+    return ignored
+
+
 def _scores_from_db(db: Path, student: str) -> tuple[dict, dict]:
     from nbgrader.api import Gradebook
     scores, max_scores = {}, {}
@@ -143,18 +164,43 @@ def _set_score(db: Path, student: str, notebook: str, grade_id: str, value: floa
 
 
 def measure_accuracy(part: str, folder: Path, data_spec: str, timeout: float) -> dict:
-    """Run :mod:`autograder.accuracy` on a submission folder in a fresh process; returns its JSON."""
+    """Accuracy of a submission's ``part``: the student's code predicts in a fresh, time-limited process;
+    the metrics are computed here from its probabilities and the grader's labels. Never raises:
+    returns the metrics with facts about the run, or {"error": one line}."""
+    import numpy as np
+
+    from genrekit import config, data, metrics
     env = nbgrader_env({"PYTHONPATH": str(folder)})
-    cmd = [sys.executable, "-m", "autograder.accuracy", part, str(folder), "--data", data_spec]
-    try:
-        res = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"accuracy measurement took longer than {timeout:.0f} s (an endless loop in your code?)"}
-    lines = [l for l in res.stdout.splitlines() if l.startswith("{")]
-    if not lines:
-        err = [l for l in res.stderr.splitlines() if l.strip()]
-        return {"error": f"accuracy measurement crashed: {err[-1][:200] if err else 'exit ' + str(res.returncode)}"}
-    return json.loads(lines[-1])
+    with tempfile.TemporaryDirectory(prefix="probs-") as tmp:
+        probs_path = Path(tmp) / "probs.npy"
+        cmd = [sys.executable, "-m", "autograder.accuracy", part, str(folder), "--data", data_spec,
+               "--probs", str(probs_path)]
+        res = run_limited(cmd, folder, env, timeout)
+        if res.timed_out:
+            return {"error": f"accuracy measurement took longer than {timeout:.0f} s (an endless loop in your code?)"}
+        facts = None
+        for line in reversed(res.stdout.splitlines()):
+            try:
+                facts = json.loads(line)
+                break
+            except ValueError:
+                continue
+        if not isinstance(facts, dict):
+            err = [l for l in strip_ansi(res.stderr).splitlines() if l.strip()]
+            return {"error": f"accuracy measurement crashed: {err[-1][:200] if err else 'exit ' + str(res.returncode)}"}
+        if "error" in facts or res.returncode != 0:
+            return {"error": strip_ansi(str(facts.get("error", f"exit {res.returncode}")))[:300]}
+        try:
+            probs = np.load(probs_path, allow_pickle=False)
+        except Exception as err:
+            return {"error": f"no probabilities were written ({type(err).__name__})"}
+    labels = data.open_dataset(data_spec).labels("test")
+    if probs.shape != (len(labels), config.NUM_CLASSES) or not np.all(np.isfinite(probs)):
+        return {"error": f"the model gave outputs of shape {probs.shape} (or NaN/inf) for {len(labels)} test clips"}
+    result = metrics.summary(labels, probs)
+    result.update({k: facts.get(k, "") for k in ("part", "dataset", "checkpoint_dataset")})
+    result["predicted_classes"] = int(len(set(probs.argmax(1).tolist())))
+    return result
 
 
 def grade_one(student: str, submitted: Path, template: Path, work: Path, data_spec: str,
@@ -171,7 +217,8 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, data_sp
         shutil.copytree(template, course, ignore=shutil.ignore_patterns("release"))
         write_config(course, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK))
         dest = course / "submitted" / student / ASSIGNMENT
-        shutil.copytree(find_assignment_folder(submitted), dest, ignore=shutil.ignore_patterns(*SUBMISSION_JUNK))
+        dest.mkdir(parents=True)
+        result.ignored = copy_allowed(find_assignment_folder(submitted), dest)
         n_cells = len(grade_cells()) + 8
         autograde_error = None
         try:
@@ -192,6 +239,9 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, data_sp
                 comment = (f"Test accuracy measured by the grader: {measured['accuracy']:.3f} on {measured['dataset']} "
                            f"({measured['n']} clips); pass mark {lim['pass']:.3f}, floor {lim['floor']:.3f}: "
                            f"{pts:g} of {lim['points']:g} points.")
+                trained_on = measured.get("checkpoint_dataset")
+                if trained_on and trained_on != measured["dataset"]:
+                    comment += f" Note: your checkpoint says it was trained on {trained_on}."
             measured.update({"points": pts, "comment": comment})
             result.accuracy[part] = measured
             if autograde_error is None:
@@ -204,14 +254,24 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, data_sp
                 result.problems.append(f"feedback: {err}")
     except Exception as err:  # a grading problem of this submission, reported in its row
         result.problems.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
-    if not result.scores:
+    if not result.scores:  # autograde failed: notebook tests 0, accuracy as measured
         result.scores = {gid: 0.0 for _, gid, _ in grade_cells()}
         result.max_scores = {gid: pts for _, gid, pts in grade_cells()}
+        for part, (_, cell) in ACCURACY_CELLS.items():
+            result.scores[cell] = float(result.accuracy.get(part, {}).get("points", 0.0))
     result.seconds = round(time.perf_counter() - start, 1)
     return result
 
 
 # --- the batch --------------------------------------------------------------------------------------
+
+def _safe_extract(archive: Path, target: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            if member.startswith("/") or ".." in Path(member).parts:
+                raise GradingError(f"{archive}: unsafe path in archive: {member}")
+        zf.extractall(target)
+
 
 def list_submissions(submissions: Path, out: Path) -> list[tuple[str, Path]]:
     """(student id, folder) of every submission; a .zip is extracted into OUT/submissions first."""
@@ -219,18 +279,27 @@ def list_submissions(submissions: Path, out: Path) -> list[tuple[str, Path]]:
         target = out / "submissions"
         if target.exists():
             shutil.rmtree(target)
-        with zipfile.ZipFile(submissions) as zf:
-            for member in zf.namelist():
-                if member.startswith("/") or ".." in Path(member).parts:
-                    raise GradingError(f"{submissions}: unsafe path in archive: {member}")
-            zf.extractall(target)
+        _safe_extract(submissions, target)
         entries = [p for p in target.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX"))]
         if len(entries) == 1 and not any(entries[0].glob("*.ipynb")) and not (entries[0] / ASSIGNMENT).is_dir():
             target = entries[0]  # one wrapping folder around the student folders
         submissions = target
     if not submissions.is_dir():
         raise GradingError(f"{submissions}: no such folder of submissions")
-    found = sorted((p.name, p) for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unpacked = out / "unpacked"
+    for archive in sorted(submissions.glob("*.zip")):  # one archive per student: <id>.zip
+        folder = unpacked / archive.stem
+        if folder.exists():
+            shutil.rmtree(folder)
+        try:
+            _safe_extract(archive, folder)
+        except (GradingError, zipfile.BadZipFile) as err:
+            print(f"skipped {archive.name}: {err}")
+    found = {p.name: p for p in submissions.iterdir()
+             if p.is_dir() and not p.name.startswith((".", "__MACOSX"))}
+    if unpacked.is_dir():
+        found.update({p.name: p for p in unpacked.iterdir() if p.is_dir()})
+    found = sorted(found.items())
     if not found:
         raise GradingError(f"{submissions}: no submission folders in it")
     return found
@@ -292,6 +361,10 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     limits = dataset_limits(data_spec)
+    for part, lim in limits.items():
+        if not lim.get("calibrated"):
+            print(f"warning: the {part} thresholds for this dataset are estimates, not calibrated "
+                  f"(run make calibrate DATA={data_spec})")
     entries = list_submissions(submissions, out)
     template = make_template(out / "template", cell_timeout)
     shutil.copy2(template / "gradebook.db", out / "gradebook.db")
@@ -317,6 +390,9 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
             shutil.copytree(src, dst, dirs_exist_ok=True)
         lines = [f"student: {r.student}", f"total: {r.total:g} of {sum(r.max_scores.values()):g}", f"status: {r.status}"]
         lines += [m["comment"] for m in r.accuracy.values() if m.get("comment")]
+        if r.ignored:
+            lines.append(f"not graded (only notebooks, genre/*.py and checkpoints/*.pt are): {', '.join(r.ignored[:20])}"
+                         + (f" and {len(r.ignored) - 20} more" if len(r.ignored) > 20 else ""))
         (dst / "summary.txt").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps([{**asdict(r), "total": r.total, "status": r.status}
                                                   for r in results], indent=1))

@@ -8,7 +8,8 @@ Example::
     feats, labels, clips = cache.features(log_mel, ds.clips("train"))     # near-instant
 
 The key of each cached array is made of
-- the function: its module, name and source code (editing the function invalidates its cache),
+- the function: its module, name and the source of its whole module (editing the function, a helper
+  it calls or a constant it reads invalidates its cache),
 - its parameters (``params`` and the keywords of a ``functools.partial``),
 - ``config.feature_config()`` (sample rate, mel parameters),
 - the audio file: resolved path, size and modification time.
@@ -33,11 +34,15 @@ from genrekit.progress import bar
 
 
 def _source_of(fn) -> str:
-    try:
-        return inspect.getsource(fn)
-    except (OSError, TypeError):  # defined where no source is kept: fall back on the bytecode
-        code = getattr(fn, "__code__", None)
-        return repr((code.co_code, code.co_consts)) if code else repr(fn)
+    """The source of the function's whole module (helpers and constants it uses change the key too)."""
+    module = inspect.getmodule(fn)
+    for obj in (module, fn):
+        try:
+            return inspect.getsource(obj)
+        except (OSError, TypeError):  # defined where no source is kept (e.g. a notebook's __main__)
+            continue
+    code = getattr(fn, "__code__", None)
+    return repr((code.co_code, code.co_consts)) if code else repr(fn)
 
 
 def function_identity(fn, params: dict | None = None) -> dict:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -46,7 +47,9 @@ def _plain(value):
         return value.item()
     if hasattr(value, "tolist"):
         return value.tolist()
-    return value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)  # a Path, an enum...: stored as text so that weights_only loading accepts it
 
 
 def class_path(cls) -> str:
@@ -64,13 +67,25 @@ def save(path, model: torch.nn.Module, *, model_kwargs: dict | None = None, feat
         "model": {"class": class_path(type(model)), "kwargs": _plain(model_kwargs or {})},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "feature_config": _plain(feature_config if feature_config is not None else config.feature_config()),
-        "dataset": dataset, "seed": seed, "metrics": _plain(metrics or {}), "history": _plain(history or {}),
+        "dataset": _plain(dataset), "seed": _plain(seed), "metrics": _plain(metrics or {}),
+        "history": _plain(history or {}),
         "extra": _plain(extra or {}), "torch_version": torch.__version__.split("+")[0],
     }
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     torch.save(payload, tmp)
+    try:  # a file that cannot be loaded back must never replace a good one
+        torch.load(tmp, map_location="cpu", weights_only=True)
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: not saved, it would not load with weights_only=True ({_first_line(err)})") from None
     os.replace(tmp, path)
     return path
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of an exception's message without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:150]}" if text else type(err).__name__
 
 
 def load(path, feature_config: dict | None = None) -> dict:
@@ -85,8 +100,7 @@ def load(path, feature_config: dict | None = None) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:150] if str(err) else ''})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(err)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} file (save it with genrekit.checkpoint.save)")
     if ckpt.get("version") != VERSION:

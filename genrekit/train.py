@@ -72,7 +72,10 @@ def _loader(data, batch_size, shuffle, seed=0):
         x, y = data
         ds = TensorDataset(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long))
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None)
+    # training: drop a last batch of one sample (batch norm cannot normalise a single value)
+    drop_last = shuffle and len(ds) % batch_size == 1 and len(ds) > 1
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None,
+                      drop_last=drop_last)
 
 
 def logits_of(output) -> torch.Tensor:
@@ -107,9 +110,11 @@ def fit(model: nn.Module, train_data, valid_data=None, *, epochs: int = 20, batc
 
     train_data / valid_data: (X, y) with X (N, ...) float and y (N,) int class indices, a torch
     Dataset, or a DataLoader. ``optimizer`` defaults to AdamW(lr, weight_decay) over all parameters
-    (pass your own for per-group learning rates or frozen layers); ``scheduler`` is stepped per epoch.
+    (pass your own for per-group learning rates or frozen layers); ``scheduler`` is stepped per epoch
+    (ReduceLROnPlateau with the validation loss).
     History: {'train_loss', 'train_acc', 'valid_loss', 'valid_acc': lists per epoch,
-    'best_epoch' (1-based), 'best_valid_acc', 'seconds', 'epochs', 'batch_size', 'lr', 'seed'}.
+    'best_epoch' (1-based), 'best_valid_acc', 'seconds', 'epochs', 'batch_size', 'seed',
+    'lr' (the initial learning rate of each parameter group)}.
     After ``fit`` the model holds the weights of the best epoch (the last one without valid_data).
     """
     if epochs < 1:
@@ -122,7 +127,8 @@ def fit(model: nn.Module, train_data, valid_data=None, *, epochs: int = 20, batc
     train_loader = _loader(train_data, batch_size, shuffle=True, seed=seed)
     valid_loader = _loader(valid_data, batch_size, shuffle=False) if valid_data is not None else None
     history = {"train_loss": [], "train_acc": [], "valid_loss": [], "valid_acc": [], "best_epoch": 0,
-               "best_valid_acc": None, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+               "best_valid_acc": None, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+               "lr": [group["lr"] for group in optimizer.param_groups]}
     best_key, best_state = None, None
     start = time.perf_counter()
     epoch_bar = bar(range(1, epochs + 1), desc="epochs", disable=not progress, leave=True)
@@ -142,7 +148,9 @@ def fit(model: nn.Module, train_data, valid_data=None, *, epochs: int = 20, batc
         else:
             history["best_epoch"] = epoch
             epoch_bar.set_postfix(loss=f"{tr_loss:.3f}", acc=f"{tr_acc:.2f}")
-        if scheduler is not None:
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(history["valid_loss"][-1] if history["valid_loss"] else tr_loss)
+        elif scheduler is not None:
             scheduler.step()
     if best_state is not None:
         model.load_state_dict(best_state)

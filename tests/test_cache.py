@@ -84,3 +84,21 @@ def test_bad_clip_raises_or_is_skipped(tmp_path, tiny_synth, capsys):
     feats, labels, kept = cache.features(rms_frames, clips, cache_dir=tmp_path / "c", skip_bad=True, progress=False)
     assert len(feats) == len(labels) == len(kept) == len(clips) - 1
     assert "skipped:" in capsys.readouterr().out
+
+
+def test_editing_a_helper_changes_the_key(tmp_path):
+    """The key covers the function's whole module: a helper or constant it uses counts too."""
+    import importlib
+    import sys
+    module = tmp_path / "feat_mod.py"
+    module.write_text("SCALE = 1.0\ndef helper(y):\n    return y * SCALE\ndef feat(y):\n    return helper(y)[:10]\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        mod = importlib.import_module("feat_mod")
+        before = cache.function_identity(mod.feat)[0]
+        module.write_text("SCALE = 2.0\ndef helper(y):\n    return y * SCALE\ndef feat(y):\n    return helper(y)[:10]\n")
+        importlib.reload(mod)
+        assert cache.function_identity(mod.feat)[0] != before
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("feat_mod", None)

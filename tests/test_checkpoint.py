@@ -63,3 +63,13 @@ def test_error_paths_name_the_file(tmp_path):
         checkpoint.load_model(path, cls=Other)
     with pytest.raises(checkpoint.CheckpointError, match="cannot import module 'no_such_pkg'"):
         checkpoint.import_class("no_such_pkg.Model")
+
+
+def test_numpy_and_path_values_are_stored_as_plain_python(tmp_path):
+    import numpy as np
+    model = Net()
+    path = checkpoint.save(tmp_path / "m.pt", model, seed=np.int64(4), dataset=np.str_("synthetic:default"),
+                           extra={"folder": tmp_path, "scores": np.array([0.5, 0.25])})
+    ckpt = checkpoint.load(path)  # weights_only=True
+    assert ckpt["seed"] == 4 and type(ckpt["seed"]) is int
+    assert ckpt["extra"] == {"folder": str(tmp_path), "scores": [0.5, 0.25]}

@@ -89,6 +89,15 @@ def batch(trained, tmp_path_factory):
     _submission(subs, "no_checkpoint")
     _submission(subs, "syntax_error", edit=SYNTAX_ERROR, ckpt=trained)
     _submission(subs, "endless_loop", edit=ENDLESS, ckpt=trained)
+    # blank stubs + a one-class checkpoint + its own "grader" that would forge every result if imported
+    _submission(subs, "shadow", solved=False, ckpt=one_class)
+    fake = subs / "shadow" / ASSIGNMENT / "autograder"
+    (fake / "checks").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "accuracy.py").write_text('print(\'{"accuracy": 1.0, "n": 48, "dataset": "synthetic:default"}\')\n')
+    (fake / "checks" / "__init__.py").write_text("")
+    (fake / "checks" / "part1.py").write_text("def __getattr__(name):\n    return lambda *a, **k: None\n")
+    (subs / "shadow" / ASSIGNMENT / "sitecustomize.py").write_text("print('imported')\n")
     out = tmp_path_factory.mktemp("grades")
     results = grading.grade(subs, out, "synthetic", jobs=2, cell_timeout=30, accuracy_timeout=90, progress=False)
     return {r.student: r for r in results}, out
@@ -190,3 +199,19 @@ def test_points_are_linear_between_floor_and_pass():
     assert thresholds.points(0.44, 0.76, 0.44, 5) == 0
     entry = thresholds.from_reference([0.81, 0.875, 0.896])
     assert entry["pass"] == pytest.approx(0.76, abs=0.01) and 0.125 + 0.1 <= entry["floor"] < entry["pass"]
+
+
+def test_a_submission_cannot_shadow_the_grader(batch):
+    results, out = batch
+    r = results["shadow"]
+    assert all(r.scores[t] == 0 for t in ALL_AUTO), r.scores
+    assert "autograder/accuracy.py" in r.ignored and "sitecustomize.py" in r.ignored
+    assert "autograder/accuracy.py" in (out / "feedback" / "shadow" / "summary.txt").read_text()
+
+
+def test_no_kernel_outlives_the_batch(batch):
+    import psutil
+    _, out = batch
+    left = [" ".join(p.info["cmdline"] or [])[:120] for p in psutil.process_iter(["cwd", "cmdline"])
+            if p.info["cwd"] and p.info["cwd"].startswith(str(out))]  # kernels run in the notebook's folder
+    assert not left, f"processes left behind: {left}"

@@ -67,3 +67,20 @@ def test_stack_fixes_lengths():
         train.stack([])
     with pytest.raises(ValueError, match="epochs"):
         train.fit(Tiny(), _blobs(8), epochs=0)
+
+
+def test_last_batch_of_one_and_plateau_scheduler():
+    class WithBN(Tiny):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(4)
+
+        def forward(self, x):
+            return self.bn(super().forward(x))
+    x, y = _blobs(33)  # 33 = 2 batches of 16 + 1
+    model = WithBN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0)
+    hist = train.fit(model, (x, y), (x, y), epochs=2, batch_size=16, optimizer=opt, scheduler=sched,
+                     progress=False, device="cpu")
+    assert hist["lr"] == [0.1] and len(hist["train_loss"]) == 2

@@ -24,10 +24,12 @@ def log_mel(y: np.ndarray, sr: int = config.SAMPLE_RATE) -> np.ndarray:
         (centred frames), values in dB in [-config.TOP_DB, 0]: 0 dB is the loudest time-frequency
         bin of this clip, anything quieter than -TOP_DB is clipped to -TOP_DB.
 
-    Steps: the mel *power* spectrogram (|STFT|^2 with window config.N_FFT, hop config.HOP_LENGTH,
-    mapped onto config.N_MELS mel bands between config.F_MIN and config.F_MAX), then the conversion of
-    power to decibels (10 log10) relative to the maximum, limited to config.TOP_DB below it.
-    Hint: librosa.feature.melspectrogram and librosa.power_to_db.
+    Steps: the mel *power* spectrogram (|STFT|^2 with a Hann window of config.N_FFT samples, hop
+    config.HOP_LENGTH, frames centred on their sample with zero padding at the edges, mapped onto
+    config.N_MELS mel bands between config.F_MIN and config.F_MAX with librosa's default Slaney mel
+    scale and area-normalised filters), then power to decibels, 10 log10(power / max power), clipped
+    at config.TOP_DB below 0.
+    Hint: librosa.feature.melspectrogram and librosa.power_to_db (their defaults are the ones above).
     """
     # YOUR CODE HERE
     raise NotImplementedError()

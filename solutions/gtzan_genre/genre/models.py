@@ -31,7 +31,8 @@ class ConvBlock(nn.Module):
         in_channels, out_channels: channels of the input and of the output.
 
     forward(x): x of shape (B, in_channels, H, W) float32 -> (B, out_channels, H // 2, W // 2).
-    Attributes (the autograder looks for them): ``conv``, ``bn``, ``pool``.
+    Suggested attributes: ``conv``, ``bn``, ``pool`` (any layout works as long as the computation is
+    pool(relu(bn(conv(x))))).
     """
 
     def __init__(self, in_channels: int, out_channels: int):
