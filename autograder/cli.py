@@ -25,7 +25,7 @@ def _release(args) -> int:
 def _grade(args) -> int:
     from autograder import grade
     results = grade.grade(args.submissions, args.out, args.data, jobs=args.jobs, cell_timeout=args.cell_timeout,
-                          accuracy_timeout=args.accuracy_timeout)
+                          accuracy_timeout=args.accuracy_timeout, regrade=args.regrade)
     print(grade_table(results))
     print(f"wrote {args.out / 'grades.csv'}, {args.out / 'gradebook.db'}, {args.out / 'feedback'}/")
     return 0
@@ -59,6 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
     p.add_argument("--cell-timeout", type=int, default=120, help="seconds per notebook cell")
     p.add_argument("--accuracy-timeout", type=float, default=900, help="seconds for one accuracy measurement")
+    p.add_argument("--regrade", action="store_true", help="grade again the students already graded in OUT")
     p.set_defaults(run=_grade)
     for name, helptext in (("reference", "run the reference solution end to end and grade it"),
                            ("calibrate", "re-run the reference over seeds and rewrite the thresholds")):

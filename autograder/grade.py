@@ -13,8 +13,10 @@ results:
 3. ``nbgrader generate_feedback``: per-student HTML feedback (hidden tests appear only as calls).
 
 Outputs in OUT: ``gradebook.db`` (nbgrader's gradebook with every student), ``grades.csv`` (one row
-per student: points per test, ``total``, ``max``, measured accuracy, status), ``feedback/<student>/``
-and ``work/`` (each submission's course folder, for inspection).
+per student: points per test, ``total``, ``max``, measured accuracy, status),
+``feedback/<student>/gtzan_genre/`` (HTML and ``summary.txt``), ``submitted/`` and ``autograded/`` (so
+that OUT is an nbgrader course folder: formgrader and ``nbgrader export`` work there) and ``work/``
+(each submission's own course folder and ``result.json``). Re-running skips students graded before.
 
 A submission is a folder ``SUBMISSIONS/<student_id>/gtzan_genre/`` (or ``SUBMISSIONS/<student_id>/``
 holding the notebooks directly); SUBMISSIONS may also be a ``.zip`` of such folders (an LMS export).
@@ -34,7 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autograder import accuracy as accuracy_mod
 from autograder import thresholds
 from autograder.course import (ASSIGNMENT, SOLUTIONS, GradingError, nbgrader_env, run_limited, run_nbgrader,
                                strip_ansi, write_config)
@@ -355,9 +356,43 @@ def write_csv(path: Path, results: list[Result]) -> None:
                             + [" ".join(manual), r.status])
 
 
+def _publish(out: Path, r: Result) -> None:
+    """Put one student's folders where nbgrader expects them in OUT, and write the summary."""
+    work = out / "work" / r.student / "course"
+    for kind in ("submitted", "autograded", "feedback"):
+        src, dst = work / kind / r.student / ASSIGNMENT, out / kind / r.student / ASSIGNMENT
+        if dst.exists():
+            shutil.rmtree(dst)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+    dst = out / "feedback" / r.student / ASSIGNMENT
+    dst.mkdir(parents=True, exist_ok=True)
+    lines = [f"student: {r.student}", f"total: {r.total:g} of {sum(r.max_scores.values()):g}", f"status: {r.status}"]
+    lines += [m["comment"] for m in r.accuracy.values() if m.get("comment")]
+    if r.ignored:
+        lines.append(f"not graded (only notebooks, genre/*.py and checkpoints/*.pt are): {', '.join(r.ignored[:20])}"
+                     + (f" and {len(r.ignored) - 20} more" if len(r.ignored) > 20 else ""))
+    (dst / "summary.txt").write_text("\n".join(lines) + "\n")
+
+
+def _load_result(path: Path) -> Result | None:
+    try:
+        raw = json.loads(path.read_text())
+        return Result(**{k: raw[k] for k in Result.__dataclass_fields__ if k in raw})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int = 1, cell_timeout: int = 120,
-          accuracy_timeout: float = 900, progress: bool = True) -> list[Result]:
-    """Grade every submission in ``submissions`` into ``out``; returns the results (see module docstring)."""
+          accuracy_timeout: float = 900, progress: bool = True, regrade: bool = False) -> list[Result]:
+    """Grade every submission in ``submissions`` into ``out``; returns the results of all students in OUT.
+
+    OUT is an nbgrader course folder (``source/``, ``submitted/``, ``autograded/``, ``feedback/``,
+    ``gradebook.db``, ``nbgrader_config.py``): manual grading with formgrader and ``nbgrader export``
+    work there. Each result is saved as soon as its student is graded (``work/<id>/result.json``); a
+    re-run skips students already graded (resuming an interrupted batch, adding late submissions)
+    unless ``regrade``. An existing gradebook, with any manual grades in it, is kept.
+    """
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     limits = dataset_limits(data_spec)
@@ -366,34 +401,33 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
             print(f"warning: the {part} thresholds for this dataset are estimates, not calibrated "
                   f"(run make calibrate DATA={data_spec})")
     entries = list_submissions(submissions, out)
+    done = {e[0] for e in entries if (out / "work" / e[0] / "result.json").is_file()}
+    todo = entries if regrade else [e for e in entries if e[0] not in done]
+    if len(todo) < len(entries):
+        print(f"skipping {len(entries) - len(todo)} students graded before (pass --regrade to grade them again)")
     template = make_template(out / "template", cell_timeout)
-    shutil.copy2(template / "gradebook.db", out / "gradebook.db")
+    if not (out / "gradebook.db").is_file():
+        shutil.copy2(template / "gradebook.db", out / "gradebook.db")
+    write_config(out, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK))
+    shutil.copytree(template / "source", out / "source", dirs_exist_ok=True)
 
     def one(entry):
         student, folder = entry
-        return grade_one(student, folder, template, out / "work" / student, data_spec, cell_timeout,
-                         accuracy_timeout, limits)
+        result = grade_one(student, folder, template, out / "work" / student, data_spec, cell_timeout,
+                           accuracy_timeout, limits)
+        (out / "work" / student).mkdir(parents=True, exist_ok=True)
+        (out / "work" / student / "result.json").write_text(json.dumps(asdict(result), indent=1))
+        return result
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(bar(pool.map(one, entries), total=len(entries), desc="grading", disable=not progress,
-                           leave=True))
-    merge_gradebook(out / "gradebook.db", results)
-    write_csv(out / "grades.csv", results)
-    feedback = out / "feedback"
-    for r in results:
-        src = out / "work" / r.student / "course" / "feedback" / r.student / ASSIGNMENT
-        dst = feedback / r.student
-        if dst.exists():
-            shutil.rmtree(dst)
-        dst.mkdir(parents=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        lines = [f"student: {r.student}", f"total: {r.total:g} of {sum(r.max_scores.values()):g}", f"status: {r.status}"]
-        lines += [m["comment"] for m in r.accuracy.values() if m.get("comment")]
-        if r.ignored:
-            lines.append(f"not graded (only notebooks, genre/*.py and checkpoints/*.pt are): {', '.join(r.ignored[:20])}"
-                         + (f" and {len(r.ignored) - 20} more" if len(r.ignored) > 20 else ""))
-        (dst / "summary.txt").write_text("\n".join(lines) + "\n")
+        fresh = list(bar(pool.map(one, todo), total=len(todo), desc="grading", disable=not progress, leave=True))
+    results = {r.student: r for r in filter(None, (_load_result(p) for p in sorted(out.glob("work/*/result.json"))))}
+    results.update({r.student: r for r in fresh})
+    merge_gradebook(out / "gradebook.db", fresh)
+    for r in fresh:
+        _publish(out, r)
+    ordered = sorted(results.values(), key=lambda r: r.student)
+    write_csv(out / "grades.csv", ordered)
     (out / "results.json").write_text(json.dumps([{**asdict(r), "total": r.total, "status": r.status}
-                                                  for r in results], indent=1))
-    return results
+                                                  for r in ordered], indent=1))
+    return ordered

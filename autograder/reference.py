@@ -67,7 +67,7 @@ def run(data_spec: str, out: Path) -> int:
     print(ds)
     submission = copy_solution(out / "submissions" / "reference" / ASSIGNMENT)
     executed = execute(submission, data_spec)
-    results = grade(out / "submissions", out / "grades", data_spec, progress=False)
+    results = grade(out / "submissions", out / "grades", data_spec, progress=False, regrade=True)
     (result,) = results
     table = thresholds.load()
     print(f"\n{'part':<16}{'dataset':<20}{'test acc':>9}{'pass':>7}{'points':>8}")

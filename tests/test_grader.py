@@ -19,7 +19,7 @@ import torch
 
 from autograder import grade as grading
 from autograder import reference, thresholds
-from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, SOLUTIONS
+from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, SOLUTIONS, nbgrader_env
 from genrekit import checkpoint
 
 PACKAGE_FILES = ("genre/__init__.py", "genre/features.py", "genre/models.py")
@@ -168,10 +168,10 @@ def test_outputs_csv_gradebook_feedback(batch):
     with sqlite3.connect(out / "gradebook.db") as db:
         students = {s for (s,) in db.execute("select id from student")}
     assert students == set(results)
-    html = (out / "feedback" / "reference" / "1_baseline.html").read_text()
+    html = (out / "feedback" / "reference" / ASSIGNMENT / "1_baseline.html").read_text()
     assert "check_log_mel_values" in html, "feedback shows the hidden check as a call"
     assert "_reference_log_mel" not in html and "melspectrogram(" not in html, "hidden check code leaked"
-    summary = (out / "feedback" / "one_class" / "summary.txt").read_text()
+    summary = (out / "feedback" / "one_class" / ASSIGNMENT / "summary.txt").read_text()
     assert "Test accuracy measured by the grader" in summary and "0 of 5 points" in summary
 
 
@@ -206,7 +206,7 @@ def test_a_submission_cannot_shadow_the_grader(batch):
     r = results["shadow"]
     assert all(r.scores[t] == 0 for t in ALL_AUTO), r.scores
     assert "autograder/accuracy.py" in r.ignored and "sitecustomize.py" in r.ignored
-    assert "autograder/accuracy.py" in (out / "feedback" / "shadow" / "summary.txt").read_text()
+    assert "autograder/accuracy.py" in (out / "feedback" / "shadow" / ASSIGNMENT / "summary.txt").read_text()
 
 
 def test_no_kernel_outlives_the_batch(batch):
@@ -215,3 +215,29 @@ def test_no_kernel_outlives_the_batch(batch):
     left = [" ".join(p.info["cmdline"] or [])[:120] for p in psutil.process_iter(["cwd", "cmdline"])
             if p.info["cwd"] and p.info["cwd"].startswith(str(out))]  # kernels run in the notebook's folder
     assert not left, f"processes left behind: {left}"
+
+
+def test_out_is_an_nbgrader_course_and_a_rerun_resumes(batch, tmp_path):
+    """formgrader/export work in OUT; grading again skips graded students and keeps manual grades."""
+    results, out = batch
+    assert (out / "autograded" / "reference" / ASSIGNMENT / "1_baseline.ipynb").is_file()
+    assert (out / "source" / ASSIGNMENT / "1_baseline.ipynb").is_file() and (out / "nbgrader_config.py").is_file()
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:  # an instructor grades the written answer
+        grade = gb.find_grade("answer_confusion", "1_baseline", ASSIGNMENT, "reference")
+        grade.manual_score = 2.0
+        gb.db.commit()
+    export = subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(tmp_path / "export.csv")],
+                            cwd=out, capture_output=True, text=True, timeout=120, env=nbgrader_env())
+    assert export.returncode == 0, export.stderr[-300:]
+    rows = {r["student_id"]: r for r in csv.DictReader(open(tmp_path / "export.csv"))}
+    assert float(rows["reference"]["score"]) == sum(ALL_AUTO.values()) + 2
+    # late submission: only the new student is graded, the others (and the manual grade) stay
+    late = tmp_path / "late"
+    _submission(late, "late_student", solved=False)
+    again = grading.grade(late, out, "synthetic", cell_timeout=30, accuracy_timeout=60, progress=False)
+    assert {r.student for r in again} == set(results) | {"late_student"}
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        assert gb.find_grade("answer_confusion", "1_baseline", ASSIGNMENT, "reference").manual_score == 2.0
+    with open(out / "grades.csv") as f:
+        assert {row["student_id"] for row in csv.DictReader(f)} == set(results) | {"late_student"}
