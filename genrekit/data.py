@@ -30,6 +30,7 @@ import numpy as np
 from genrekit import config
 
 SPLITS = ("train", "valid", "test")
+NAMED = ("synthetic", "gtzan8")  # dataset names resolved in config.data_dir(), never in the current folder
 MANIFEST = "dataset.json"
 
 
@@ -196,9 +197,10 @@ def open_dataset(spec: str | None = None, data_dir=None) -> Dataset:
     import os
     spec = spec or os.environ.get(config.DATASET_ENV) or config.DEFAULT_DATASET
     name, split = parse_spec(spec)
-    as_path = Path(name).expanduser()
-    if (as_path / MANIFEST).is_file():
-        return Dataset(as_path, split)
+    if name not in NAMED:  # anything but a dataset name is a folder
+        as_path = Path(name).expanduser()
+        if (as_path / MANIFEST).is_file():
+            return Dataset(as_path, split)
     root = Path(data_dir) if data_dir else config.data_dir()
     folder = root / name
     if not (folder / MANIFEST).is_file():
@@ -206,10 +208,10 @@ def open_dataset(spec: str | None = None, data_dir=None) -> Dataset:
             from genrekit import synth
             print(f"building the synthetic dataset in {folder} (first use)")
             synth.build(folder)
-        elif name.startswith("gtzan"):
+        elif name == "gtzan8":
             raise DatasetError(f"{folder}: GTZAN not prepared; run `make data-gtzan DATA={root}/gtzan8` first")
         else:
-            raise DatasetError(f"unknown dataset '{spec}' (expected 'synthetic', 'gtzan8[:split]' or a dataset folder)")
+            raise DatasetError(f"unknown dataset '{spec}' (expected {', '.join(NAMED)}, with ':split', or a dataset folder)")
     return Dataset(folder, split)
 
 

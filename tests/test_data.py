@@ -84,3 +84,12 @@ def test_load_skips_and_reports_bad_clips(tmp_path, tiny_synth, capsys):
     waves, labels, kept = ds.load("test", skip_bad=True, progress=False)
     assert len(waves) == len(labels) == len(kept) == 7 and broken not in kept
     assert f"skipped: {broken.path}" in capsys.readouterr().out
+
+
+def test_names_never_resolve_to_the_current_folder(tmp_path, tiny_synth, monkeypatch):
+    import shutil
+    shutil.copytree(tiny_synth, tmp_path / "cwd" / "synthetic")
+    shutil.copytree(tiny_synth, tmp_path / "data" / "synthetic")
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert data.open_dataset("synthetic", data_dir=tmp_path / "data").root == tmp_path / "data" / "synthetic"
+    assert data.open_dataset("./synthetic").root == __import__("pathlib").Path("./synthetic")
