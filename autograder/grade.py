@@ -25,6 +25,7 @@ holding the notebooks directly); SUBMISSIONS may also be a ``.zip`` of such fold
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import shutil
@@ -72,7 +73,8 @@ class Result:
 
 # --- the course template: assignment generated once per batch --------------------------------------
 
-def grade_cells(source: Path = SOLUTIONS) -> list[tuple[str, str, float]]:
+@functools.lru_cache(maxsize=None)  # the assignment does not change during a batch
+def grade_cells(source: Path = SOLUTIONS) -> tuple[tuple[str, str, float], ...]:
     """(notebook, grade_id, points) of every graded cell of the assignment, in notebook order."""
     import nbformat
     cells = []
@@ -81,14 +83,20 @@ def grade_cells(source: Path = SOLUTIONS) -> list[tuple[str, str, float]]:
             meta = cell.metadata.get("nbgrader", {})
             if meta.get("grade"):
                 cells.append((nb_path.stem, meta["grade_id"], float(meta.get("points", 0))))
-    return cells
+    return tuple(cells)
 
 
-def student_files(source: Path = SOLUTIONS) -> list[str]:
+@functools.lru_cache(maxsize=None)
+def student_files(source: Path = SOLUTIONS) -> tuple[str, ...]:
     """Every non-notebook file of the assignment, relative to it: the student's to keep at autograde."""
     base = source / ASSIGNMENT
-    return sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
-                  if p.is_file() and p.suffix != ".ipynb" and "__pycache__" not in p.parts)
+    return tuple(sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
+                        if p.is_file() and p.suffix != ".ipynb" and "__pycache__" not in p.parts))
+
+
+def grading_config(course: Path, cell_timeout: int) -> None:
+    """nbgrader_config.py of a grading course folder: the student's package kept, submission junk ignored."""
+    write_config(course, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK))
 
 
 def make_template(folder: Path, cell_timeout: int) -> Path:
@@ -103,7 +111,7 @@ def make_template(folder: Path, cell_timeout: int) -> Path:
     src.mkdir(parents=True)
     for nb in sorted((SOLUTIONS / ASSIGNMENT).glob("*.ipynb")):
         shutil.copy2(nb, src / nb.name)
-    write_config(folder, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK))
+    grading_config(folder, cell_timeout)
     run_nbgrader(folder, "generate_assignment", ASSIGNMENT, "--force", timeout=300)
     return folder
 
@@ -216,7 +224,7 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, data_sp
         if work.exists():
             shutil.rmtree(work)
         shutil.copytree(template, course, ignore=shutil.ignore_patterns("release"))
-        write_config(course, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK))
+        grading_config(course, cell_timeout)
         dest = course / "submitted" / student / ASSIGNMENT
         dest.mkdir(parents=True)
         result.ignored = copy_allowed(find_assignment_folder(submitted), dest)
@@ -408,7 +416,7 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     template = make_template(out / "template", cell_timeout)
     if not (out / "gradebook.db").is_file():
         shutil.copy2(template / "gradebook.db", out / "gradebook.db")
-    write_config(out, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK))
+    grading_config(out, cell_timeout)
     shutil.copytree(template / "source", out / "source", dirs_exist_ok=True)
 
     def one(entry):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from autograder import accuracy, thresholds
 from autograder.course import ASSIGNMENT, SOLUTIONS, GradingError, nbgrader_env
-from autograder.grade import ACCURACY_CELLS, SUBMISSION_JUNK, grade, measure_accuracy
+from autograder.grade import SUBMISSION_JUNK, grade, measure_accuracy
 
 NOTEBOOK_TIMEOUT = 3600  # seconds per cell when training
 

@@ -45,8 +45,9 @@ def _source_of(fn) -> str:
     return repr((code.co_code, code.co_consts)) if code else repr(fn)
 
 
-def function_identity(fn, params: dict | None = None) -> dict:
-    """What identifies a feature function for caching: name, source hash, parameters, feature config."""
+def function_identity(fn, params: dict | None = None) -> tuple[dict, object]:
+    """What identifies a feature function for caching (name, module source hash, parameters including a
+    partial's, feature config), and the underlying function."""
     params = dict(params or {})
     while isinstance(fn, functools.partial):
         params = {**fn.keywords, **params}
@@ -59,7 +60,7 @@ def function_identity(fn, params: dict | None = None) -> dict:
         "source_sha1": hashlib.sha1(_source_of(fn).encode()).hexdigest(),
         "params": {k: repr(v) for k, v in sorted(params.items())},
         "feature_config": config.feature_config(),
-    }, fn, params
+    }, fn
 
 
 def _file_key(path: Path) -> str:
@@ -75,8 +76,7 @@ def features(fn, clips: list[Clip], params: dict | None = None, cache_dir=None, 
     Returns (list of arrays in clip order, labels (clips,) int64, the clips kept).
     A bad clip raises AudioError, or with ``skip_bad=True`` is reported on stdout and left out.
     """
-    identity, func, all_params = function_identity(fn, params)
-    call_params = {k: v for k, v in all_params.items() if k != "__args__"}
+    identity, func = function_identity(fn, params)
     key = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir else config.cache_dir()
     folder = folder / f"{getattr(func, '__name__', 'feature')}-{key}"
@@ -95,8 +95,7 @@ def features(fn, clips: list[Clip], params: dict | None = None, cache_dir=None, 
             if target.exists():
                 arr = np.load(target)
             else:
-                arr = np.asarray(fn(load_audio(clip.path), **call_params) if fn is func
-                                 else fn(load_audio(clip.path), **(params or {})))
+                arr = np.asarray(fn(load_audio(clip.path), **(params or {})))  # a partial adds its own keywords
                 tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
                 np.save(tmp, arr)
                 os.replace(tmp, target)  # atomic: a crash never leaves a half-written array
