@@ -6,9 +6,11 @@
 
 The notebooks then read the same arrays near-instantly with
 ``cache.features(functools.partial(musicnn.embed, model=..., layer=..., segment_seconds=...), clips)``
-(the cache key includes these keywords, so pass the same ones). Bad clips (unreadable, silent, too short)
-are skipped and listed; the command exits non-zero with a one-line reason when the dataset, the model
-or the cache cannot be used, or when no clip at all could be embedded.
+(the cache key includes these keywords and the source of genrekit/musicnn.py, which names its
+implementation, so embeddings of another implementation are never reused). A clip shorter than one
+segment gives one row (its spectrogram repeat-padded, see genrekit.musicnn); bad clips (unreadable,
+empty, silent) are skipped and listed; the command exits non-zero with a one-line reason when the
+dataset, the model or the cache cannot be used, or when no clip at all could be embedded.
 """
 
 from __future__ import annotations
