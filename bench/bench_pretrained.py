@@ -4,13 +4,19 @@
     python bench/bench_pretrained.py --repeats 5 --batch 32 --skip-original
 
 Rows:
-- musicnn (genrekit): seconds per 30 s clip (log-mel + network, MSD_musicnn max_pool, 10 segments),
-  once the network is built; the first call's start-up (TensorFlow import, graph, restore) separately;
-- musicnn (original): ``musicnn.extractor.extractor`` per 30 s clip, run in a subprocess (it disables
-  eager mode process-wide); each call rebuilds its graph and reads the file, as it always does;
+- musicnn (genrekit, PyTorch): seconds per 30 s clip (log-mel + network, MSD_musicnn max_pool, 10
+  segments) once the weights are loaded, alone and as 8 clips per ``embed_batch`` call; the first
+  call (weights converted or read from the cache) separately;
+- musicnn (TensorFlow version), only when TensorFlow is installed (``make musicnn-check`` builds
+  ``.venv-tf`` with it): ``data_scripts/musicnn_tf.py``, the implementation the port replaced, timed
+  in a subprocess in the same run, and the speed ratio of the two; without TensorFlow the absolute
+  figure alone is printed;
+- musicnn (original), only with TensorFlow: ``musicnn.extractor.extractor`` per 30 s clip, in a
+  subprocess (it disables eager mode process-wide); each call rebuilds its graph and reads the file;
 - ResNet18/34: forward (eval, no grad) and forward+backward (train) of a batch of 4 s log-mel
   segments, 1 channel x 96 mels x 126 frames, 8 classes.
-Times are medians over ``--repeats`` runs after one warm-up.
+Times are medians over ``--repeats`` runs after one warm-up; the musicnn rows add the CPU time
+(all threads), which still compares when other processes share the cores.
 """
 
 from __future__ import annotations
@@ -52,19 +58,59 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def median_cpu_time(fn, repeats: int) -> float:
+    """Median CPU time of ``fn()`` (all threads of this process) in seconds, after one warm-up run:
+    on a busy machine, where wall times mostly measure the other processes, this one still compares."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
 def bench_musicnn_ours(y: np.ndarray, repeats: int) -> dict:
     from genrekit import musicnn
     start = time.perf_counter()
-    musicnn.embed(y[: 4 * SR])  # imports TensorFlow, builds and restores the network
+    musicnn.embed(y[: 4 * SR])  # imports torch, converts or loads the weights
     startup = time.perf_counter() - start
     spec = musicnn.patches(musicnn.log_mel(y), musicnn.frames_per_segment(3.0))
     return {
         "startup_s": startup,
         "clip_s": median_time(lambda: musicnn.embed(y), repeats),
+        "clip_cpu_s": median_cpu_time(lambda: musicnn.embed(y), repeats),
+        "batch8_clip_s": median_time(lambda: musicnn.embed_batch([y] * 8), repeats) / 8,
         "logmel_s": median_time(lambda: musicnn.log_mel(y), repeats),
         "network_s": median_time(lambda: musicnn.embed_patches(spec), repeats),
     }
 
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported here (checked without importing it)."""
+    import importlib.util
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+TF_VERSION = """
+    import json, statistics, sys, time
+    import numpy as np
+    from data_scripts import musicnn_tf
+    y, repeats = np.load(sys.argv[1]), int(sys.argv[2])
+    musicnn_tf.embed(y[: 4 * musicnn_tf.SR])  # imports TensorFlow, builds and restores the graph
+    def median(fn, clock=time.perf_counter):
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = clock()
+            fn()
+            times.append(clock() - start)
+        return statistics.median(times)
+    spec = musicnn_tf.patches(musicnn_tf.log_mel(y), musicnn_tf.frames_per_segment(3.0))
+    print(json.dumps({"clip_s": median(lambda: musicnn_tf.embed(y)),
+                      "clip_cpu_s": median(lambda: musicnn_tf.embed(y), time.process_time),
+                      "network_s": median(lambda: musicnn_tf.embed_patches(spec))}))
+"""
 
 ORIGINAL = """
     import json, os, statistics, sys, time, contextlib, io
@@ -82,16 +128,31 @@ ORIGINAL = """
 """
 
 
-def bench_musicnn_original(y: np.ndarray, repeats: int) -> dict:
+def _subprocess(code: str, y: np.ndarray, repeats: int, as_wav: bool) -> dict:
+    """Run ``code`` in a fresh interpreter of this venv with the clip's file path and ``repeats``;
+    returns its last stdout line as JSON, or {"error": last stderr line}."""
     import soundfile as sf
+    root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "clip.wav"
-        sf.write(wav, y, SR, subtype="FLOAT")
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(ORIGINAL), str(wav), str(repeats)],
-                              capture_output=True, text=True, timeout=600)
+        path = Path(tmp) / ("clip.wav" if as_wav else "clip.npy")
+        if as_wav:
+            sf.write(path, y, SR, subtype="FLOAT")
+        else:
+            np.save(path, y)
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(path), str(repeats)],
+                              capture_output=True, text=True, timeout=600, cwd=root, env=env)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_musicnn_tensorflow(y: np.ndarray, repeats: int) -> dict:
+    return _subprocess(TF_VERSION, y, repeats, as_wav=False)
+
+
+def bench_musicnn_original(y: np.ndarray, repeats: int) -> dict:
+    return _subprocess(ORIGINAL, y, repeats, as_wav=True)
 
 
 def bench_resnet(arch: str, batch: int, repeats: int) -> dict:
@@ -121,7 +182,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median)")
     parser.add_argument("--batch", type=int, default=16, help="ResNet batch of 4 s log-mel segments")
-    parser.add_argument("--skip-original", action="store_true", help="do not time musicnn.extractor")
+    parser.add_argument("--skip-original", action="store_true",
+                        help="do not time musicnn.extractor (timed only when TensorFlow is installed)")
     args = parser.parse_args(argv)
 
     import torch
@@ -129,9 +191,21 @@ def main(argv=None) -> int:
     print(f"CPU: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; medians of {args.repeats} runs")
     ours = bench_musicnn_ours(y, args.repeats)
-    rows = [("musicnn MSD max_pool, genrekit", "s per 30 s clip", f"{ours['clip_s']:.3f}",
-             f"log-mel {ours['logmel_s']:.3f} + network {ours['network_s']:.3f}; first call {ours['startup_s']:.1f} s")]
-    if not args.skip_original:
+    with_tf = tensorflow_installed()
+    rows = [("musicnn MSD max_pool, genrekit (torch)", "s per 30 s clip", f"{ours['clip_s']:.3f}",
+             f"cpu {ours['clip_cpu_s']:.3f} s; log-mel {ours['logmel_s']:.3f} + network {ours['network_s']:.3f}; "
+             f"{ours['batch8_clip_s']:.3f} per clip in batches of 8; first call {ours['startup_s']:.1f} s"
+             + ("" if with_tf else "; TensorFlow not installed: no ratio (make musicnn-check)"))]
+    if with_tf:
+        tf = bench_musicnn_tensorflow(y, args.repeats)
+        if "clip_s" in tf:
+            rows.append(("musicnn MSD max_pool, TensorFlow version", "s per 30 s clip", f"{tf['clip_s']:.3f}",
+                         f"cpu {tf['clip_cpu_s']:.3f} s; network {tf['network_s']:.3f}; torch is "
+                         f"{tf['clip_s'] / ours['clip_s']:.2f}x faster per clip ({tf['clip_cpu_s'] / ours['clip_cpu_s']:.2f}x "
+                         f"in cpu time), {tf['network_s'] / ours['network_s']:.2f}x for the network (same run)"))
+        else:
+            rows.append(("musicnn MSD max_pool, TensorFlow version", "s per 30 s clip", "failed", tf["error"]))
+    if with_tf and not args.skip_original:
         orig = bench_musicnn_original(y, args.repeats)
         rows.append(("musicnn MSD, musicnn.extractor", "s per 30 s clip",
                      f"{orig['clip_s']:.3f}" if "clip_s" in orig else "failed",

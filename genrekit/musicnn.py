@@ -165,7 +165,9 @@ def _check_choice(model: str, layer: str) -> None:
 
 
 # --- the network (torch) ---------------------------------------------------------------------------
-# Layouts: a batch of patches is (batch, frames, mels); feature maps are (batch, channels, frames).
+# Layouts: patches arrive as musicnn's (batch, frames, mels); the front end sees the spectrogram as an
+# image (batch, 1, mels, frames), as the rest of the toolkit does; feature maps after it are
+# (batch, channels, frames).
 #
 # Every front-end filter is followed by ReLU, batch norm and a max over frequency. ReLU and (eval-mode)
 # batch norm act on each channel through a monotone function (decreasing where the batch-norm scale
@@ -180,17 +182,17 @@ def _max_first_sign(bn: nn.BatchNorm1d) -> torch.Tensor:
 
 
 class TimbralBlock(nn.Module):
-    """Filters spanning 7 frames and part of the mel axis -> ReLU -> batch norm -> max over frequency."""
+    """Filters spanning part of the mel axis and 7 frames -> ReLU -> batch norm -> max over frequency."""
 
-    def __init__(self, filters: int, frames: int, mels: int):
+    def __init__(self, filters: int, mels: int, frames: int):
         super().__init__()
-        self.conv = nn.Conv2d(1, filters, (frames, mels))
+        self.conv = nn.Conv2d(1, filters, (mels, frames))
         self.bn = nn.BatchNorm1d(filters, eps=BN_EPS)  # applied after the max, to (B, filters, T)
 
-    def forward(self, x):  # (B, 1, T + 6, 96), time zero-padded by 3 frames each side
+    def forward(self, x):  # (B, 1, 96, T + 6), time zero-padded by 3 frames each side
         sign = _max_first_sign(self.bn)
-        z = F.conv2d(x, self.conv.weight * sign[:, None, None, None], self.conv.bias * sign)  # (B, filters, T, bands)
-        return self.bn(F.relu(sign[:, None] * z.amax(dim=3)))  # (B, filters, T)
+        z = F.conv2d(x, self.conv.weight * sign[:, None, None, None], self.conv.bias * sign)  # (B, filters, bands, T)
+        return self.bn(F.relu(sign[:, None] * z.amax(dim=2)))  # (B, filters, T)
 
 
 class TemporalBlock(nn.Module):
@@ -204,12 +206,12 @@ class TemporalBlock(nn.Module):
         self.conv = nn.Conv1d(1, filters, frames)
         self.bn = nn.BatchNorm1d(filters, eps=BN_EPS)
 
-    def forward(self, bands):  # (B, 96, T): the mel bands as separate signals
-        batch, mels, frames = bands.shape
+    def forward(self, x):  # (B, 1, 96, T)
+        batch, _, mels, frames = x.shape
         sign = _max_first_sign(self.bn)
-        x = F.pad(bands.reshape(batch * mels, 1, frames), self.pad)                   # (B * 96, 1, T + frames - 1)
-        z = F.conv1d(x, self.conv.weight * sign[:, None, None], self.conv.bias * sign)  # (B * 96, filters, T)
-        z = z.view(batch, mels, -1, frames).amax(dim=1)                                 # (B, filters, T)
+        bands = F.pad(x.reshape(batch * mels, 1, frames), self.pad)                         # (B * 96, 1, T + frames - 1)
+        z = F.conv1d(bands, self.conv.weight * sign[:, None, None], self.conv.bias * sign)  # (B * 96, filters, T)
+        z = z.view(batch, mels, -1, frames).amax(dim=1)                                     # (B, filters, T)
         return self.bn(F.relu(sign[:, None] * z))
 
 
@@ -219,17 +221,16 @@ class FrontEnd(nn.Module):
     def __init__(self, timbral: int = 204, temporal: int = 51):
         super().__init__()
         self.bn_input = nn.BatchNorm2d(1, eps=BN_EPS)
-        self.timbral = nn.ModuleList([TimbralBlock(timbral, 7, int(0.4 * N_MELS)),   # 7 x 38
-                                      TimbralBlock(timbral, 7, int(0.7 * N_MELS))])  # 7 x 67
+        self.timbral = nn.ModuleList([TimbralBlock(timbral, int(0.4 * N_MELS), 7),   # 38 x 7
+                                      TimbralBlock(timbral, int(0.7 * N_MELS), 7)])  # 67 x 7
         self.temporal = nn.ModuleList([TemporalBlock(temporal, n) for n in (128, 64, 32)])
         self.channels = 2 * timbral + 3 * temporal  # 561
 
-    def forward(self, x):  # (B, T, 96)
-        x = self.bn_input(x.unsqueeze(1))                     # (B, 1, T, 96)
-        padded = F.pad(x, (0, 0, 3, 3))                       # (B, 1, T + 6, 96): 'same' in time
-        bands = x[:, 0].transpose(1, 2).contiguous()          # (B, 96, T)
-        maps = [block(padded) for block in self.timbral] + [block(bands) for block in self.temporal]
-        return torch.cat(maps, dim=1)                         # (B, 561, T)
+    def forward(self, patches):  # (B, T, 96)
+        x = self.bn_input(patches.transpose(1, 2).unsqueeze(1).contiguous())  # (B, 1, 96, T)
+        padded = F.pad(x, (3, 3))                                           # (B, 1, 96, T + 6): 'same' in time
+        maps = [block(padded) for block in self.timbral] + [block(x) for block in self.temporal]
+        return torch.cat(maps, dim=1)                                       # (B, 561, T)
 
 
 class ConvBlock1d(nn.Module):
@@ -324,7 +325,7 @@ def _convert(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             elif block.startswith("frontend.temporal"):            # (frames, 1, 1, filters)
                 kernel = kernel[:, 0, :, :].transpose(2, 1, 0)     # -> (filters, 1, frames)
             else:                                                  # (frames, mels, 1, filters)
-                kernel = kernel.transpose(3, 2, 0, 1)              # -> (filters, 1, frames, mels)
+                kernel = kernel.transpose(3, 2, 1, 0)              # -> (filters, 1, mels, frames)
             state[f"{block}.conv.weight"] = kernel
             state[f"{block}.conv.bias"] = tensors[f"{layer}/bias"]
             bn(f"{block}.bn", norm)
