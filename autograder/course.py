@@ -60,7 +60,7 @@ def write_config(course_root: Path, *, cell_timeout: int = 120, db: Path | None 
 class Finished:
     """What a limited run left: exit code (None when killed at its time limit) and its output's tails."""
     returncode: int | None
-    stdout: str
+    stdout: str | bytes
     stderr: str
 
     @property
@@ -68,10 +68,11 @@ class Finished:
         return self.returncode is None
 
 
-def _tail(handle, limit: int = 65_536) -> str:
+def _tail(handle, limit: int = 65_536, binary: bool = False):
     handle.seek(0, os.SEEK_END)
     handle.seek(max(0, handle.tell() - limit))
-    return handle.read().decode("utf-8", "replace")
+    data = handle.read()
+    return data if binary else data.decode("utf-8", "replace")
 
 
 def kill_tree(pid: int) -> None:
@@ -88,11 +89,14 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
-def run_limited(cmd: list[str], cwd: Path, env: dict, timeout: float | None) -> Finished:
+def run_limited(cmd: list[str], cwd: Path, env: dict, timeout: float | None, *, stdin: Path | None = None,
+                stdout_limit: int = 65_536, binary_stdout: bool = False) -> Finished:
     """Run ``cmd`` with a time limit; on timeout kill its whole process tree. Output goes to temporary
-    files (only the last 64 KiB of each is kept), so a chatty submission cannot exhaust memory."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+    files (only the last ``stdout_limit`` bytes of standard output and 64 KiB of standard error are
+    kept), so a chatty submission cannot exhaust memory. ``stdin``: a file given as standard input."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            (open(stdin, "rb") if stdin else contextlib.nullcontext(subprocess.DEVNULL)) as inp:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=inp,
                                 start_new_session=True)
         try:
             code = proc.wait(timeout=timeout)
@@ -100,7 +104,7 @@ def run_limited(cmd: list[str], cwd: Path, env: dict, timeout: float | None) -> 
             kill_tree(proc.pid)
             proc.wait()
             code = None
-        return Finished(code, _tail(out), _tail(err))
+        return Finished(code, _tail(out, stdout_limit, binary_stdout), _tail(err))
 
 
 def strip_ansi(text: str) -> str:

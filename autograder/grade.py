@@ -7,9 +7,11 @@ results:
 
 1. ``nbgrader autograde``: the student's notebooks are executed with the instructor's test cells
    (visible and hidden) restored; the student's package is never overwritten by the solutions.
-2. Accuracy, measured by the grader (:mod:`autograder.accuracy`) in a fresh process from the student's
-   checkpoint, the student's own code and the grader's test clips; its points (full at the pass mark,
-   linear down to the floor) replace the score of the notebook's ``test_accuracy`` cell.
+2. Accuracy of every part (:mod:`autograder.parts`), measured by the grader (:mod:`autograder.measure`)
+   in one fresh process per submission that gets the test audio only, from the student's checkpoints
+   and the student's own code; metrics are computed here from the probabilities it returns and labels
+   it never sees. Each part's points (full at the pass mark, linear down to the floor) replace the
+   score of that part's accuracy cell in its notebook.
 3. ``nbgrader generate_feedback``: per-student HTML feedback (hidden tests appear only as calls).
 
 Outputs in OUT: ``gradebook.db`` (nbgrader's gradebook with every student), ``grades.csv`` (one row
@@ -29,17 +31,16 @@ import functools
 import json
 import re
 import shutil
-import sys
-import tempfile
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from autograder import measure as measuring
 from autograder import thresholds
-from autograder.course import (ASSIGNMENT, SOLUTIONS, GradingError, nbgrader_env, run_limited, run_nbgrader,
-                               strip_ansi, write_config)
+from autograder.course import ASSIGNMENT, SOLUTIONS, GradingError, run_nbgrader, write_config
+from autograder.parts import PARTS
 from genrekit.progress import bar
 
 SUBMISSION_JUNK = ("__pycache__", "*.pyc", ".ipynb_checkpoints", ".DS_Store")
@@ -47,7 +48,6 @@ SUBMISSION_JUNK = ("__pycache__", "*.pyc", ".ipynb_checkpoints", ".DS_Store")
 # a sitecustomize.py, datasets) is left out and listed in the feedback, so it can never shadow the grader.
 ALLOWED = ("*.ipynb", "genre/*.py", "genre/**/*.py", "checkpoints/*.pt")
 MAX_FILE_BYTES = 512 * 2**20
-ACCURACY_CELLS = {"part1_baseline": ("1_baseline", "test_accuracy")}  # part -> (notebook, grade cell)
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
@@ -172,47 +172,29 @@ def _set_score(db: Path, student: str, notebook: str, grade_id: str, value: floa
         gb.db.commit()
 
 
-def measure_accuracy(part: str, folder: Path, data_spec: str, timeout: float) -> dict:
-    """Accuracy of a submission's ``part``: the student's code predicts in a fresh, time-limited process;
-    the metrics are computed here from its probabilities and the grader's labels. Never raises:
-    returns the metrics with facts about the run, or {"error": one line}."""
-    import numpy as np
-
-    from genrekit import config, data, metrics
-    env = nbgrader_env({"PYTHONPATH": str(folder)})
-    with tempfile.TemporaryDirectory(prefix="probs-") as tmp:
-        probs_path = Path(tmp) / "probs.npy"
-        cmd = [sys.executable, "-m", "autograder.accuracy", part, str(folder), "--data", data_spec,
-               "--probs", str(probs_path)]
-        res = run_limited(cmd, folder, env, timeout)
-        if res.timed_out:
-            return {"error": f"accuracy measurement took longer than {timeout:.0f} s (an endless loop in your code?)"}
-        facts = None
-        for line in reversed(res.stdout.splitlines()):
-            try:
-                facts = json.loads(line)
-                break
-            except ValueError:
-                continue
-        if not isinstance(facts, dict):
-            err = [l for l in strip_ansi(res.stderr).splitlines() if l.strip()]
-            return {"error": f"accuracy measurement crashed: {err[-1][:200] if err else 'exit ' + str(res.returncode)}"}
-        if "error" in facts or res.returncode != 0:
-            return {"error": strip_ansi(str(facts.get("error", f"exit {res.returncode}")))[:300]}
-        try:
-            probs = np.load(probs_path, allow_pickle=False)
-        except Exception as err:
-            return {"error": f"no probabilities were written ({type(err).__name__})"}
-    labels = data.open_dataset(data_spec).labels("test")
-    if probs.shape != (len(labels), config.NUM_CLASSES) or not np.all(np.isfinite(probs)):
-        return {"error": f"the model gave outputs of shape {probs.shape} (or NaN/inf) for {len(labels)} test clips"}
-    result = metrics.summary(labels, probs)
-    result.update({k: facts.get(k, "") for k in ("part", "dataset", "checkpoint_dataset")})
-    result["predicted_classes"] = int(len(set(probs.argmax(1).tolist())))
-    return result
+def cell_points(notebook: str, grade_id: str) -> float:
+    """Points of a graded cell of the assignment (KeyError when the notebook has no such cell)."""
+    for nb, gid, pts in grade_cells():
+        if (nb, gid) == (notebook, grade_id):
+            return pts
+    raise KeyError(f"{notebook}.ipynb has no graded cell '{grade_id}'")
 
 
-def grade_one(student: str, submitted: Path, template: Path, work: Path, data_spec: str,
+def score_accuracy(measured: dict, lim: dict, max_points: float) -> tuple[float, str]:
+    """Points and the feedback line of one part's measured accuracy."""
+    if "error" in measured:
+        return 0.0, f"Accuracy not measured: {measured['error']}"
+    pts = thresholds.points(measured["accuracy"], lim["pass"], lim["floor"], max_points)
+    comment = (f"Test accuracy measured by the grader: {measured['accuracy']:.3f} on {measured['dataset']} "
+               f"({measured['n']} clips); pass mark {lim['pass']:.3f}, floor {lim['floor']:.3f}: "
+               f"{pts:g} of {max_points:g} points.")
+    trained_on = measured.get("checkpoint_dataset")
+    if trained_on and trained_on != measured["dataset"]:
+        comment += f" Note: your checkpoint says it was trained on {trained_on}."
+    return pts, comment
+
+
+def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: measuring.TestSet,
               cell_timeout: int, accuracy_timeout: float, limits: dict) -> Result:
     """Grade one submission in ``work`` (its own course folder); never raises."""
     start = time.perf_counter()
@@ -237,24 +219,16 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, data_sp
             autograde_error = str(err)
             result.problems.append(f"autograde: {err}")
         db = course / "gradebook.db"
-        for part, (notebook, cell) in ACCURACY_CELLS.items():
-            measured = measure_accuracy(part, dest, data_spec, accuracy_timeout)
+        measured_all = measuring.measure(dest, [p.id for p in PARTS], tests, accuracy_timeout)
+        for part in PARTS:
+            measured = measured_all[part.id]
+            pts, comment = score_accuracy(measured, limits[part.id], cell_points(part.notebook, part.cell))
             if "error" in measured:
-                pts, comment = 0.0, f"Accuracy not measured: {measured['error']}"
-                result.problems.append(f"{part}: {measured['error']}")
-            else:
-                lim = limits[part]
-                pts = thresholds.points(measured["accuracy"], lim["pass"], lim["floor"], lim["points"])
-                comment = (f"Test accuracy measured by the grader: {measured['accuracy']:.3f} on {measured['dataset']} "
-                           f"({measured['n']} clips); pass mark {lim['pass']:.3f}, floor {lim['floor']:.3f}: "
-                           f"{pts:g} of {lim['points']:g} points.")
-                trained_on = measured.get("checkpoint_dataset")
-                if trained_on and trained_on != measured["dataset"]:
-                    comment += f" Note: your checkpoint says it was trained on {trained_on}."
+                result.problems.append(f"{part.id}: {measured['error']}")
             measured.update({"points": pts, "comment": comment})
-            result.accuracy[part] = measured
+            result.accuracy[part.id] = measured
             if autograde_error is None:
-                _set_score(db, student, notebook, cell, pts, comment)
+                _set_score(db, student, part.notebook, part.cell, pts, comment)
         if autograde_error is None:
             result.scores, result.max_scores = _scores_from_db(db, student)
             try:
@@ -266,8 +240,8 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, data_sp
     if not result.scores:  # autograde failed: notebook tests 0, accuracy as measured
         result.scores = {gid: 0.0 for _, gid, _ in grade_cells()}
         result.max_scores = {gid: pts for _, gid, pts in grade_cells()}
-        for part, (_, cell) in ACCURACY_CELLS.items():
-            result.scores[cell] = float(result.accuracy.get(part, {}).get("points", 0.0))
+        for part in PARTS:
+            result.scores[part.cell] = float(result.accuracy.get(part.id, {}).get("points", 0.0))
     result.seconds = round(time.perf_counter() - start, 1)
     return result
 
@@ -321,7 +295,7 @@ def dataset_limits(data_spec: str) -> dict:
     if not ds.has("test") or not ds.clips("test"):
         raise GradingError(f"dataset {ds.spec} has no test clips")
     try:
-        return {part: thresholds.entry(part, ds.spec) for part in ACCURACY_CELLS}
+        return {part.id: thresholds.entry(part.id, ds.spec) for part in PARTS}
     except KeyError as err:
         raise GradingError(str(err).strip("'\"")) from None
 
@@ -349,7 +323,7 @@ def merge_gradebook(db: Path, results: list[Result]) -> None:
 
 def write_csv(path: Path, results: list[Result]) -> None:
     cells = grade_cells()
-    parts = list(ACCURACY_CELLS)
+    parts = [p.id for p in PARTS]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student_id"] + [gid for _, gid, _ in cells] + ["total", "max"]
@@ -413,6 +387,9 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     todo = entries if regrade else [e for e in entries if e[0] not in done]
     if len(todo) < len(entries):
         print(f"skipping {len(entries) - len(todo)} students graded before (pass --regrade to grade them again)")
+    tests = measuring.test_set(data_spec, workdir=out)
+    for line in tests.skipped:
+        print(f"warning: test clip left out for every student: {line}")
     template = make_template(out / "template", cell_timeout)
     if not (out / "gradebook.db").is_file():
         shutil.copy2(template / "gradebook.db", out / "gradebook.db")
@@ -421,14 +398,17 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
 
     def one(entry):
         student, folder = entry
-        result = grade_one(student, folder, template, out / "work" / student, data_spec, cell_timeout,
+        result = grade_one(student, folder, template, out / "work" / student, tests, cell_timeout,
                            accuracy_timeout, limits)
         (out / "work" / student).mkdir(parents=True, exist_ok=True)
         (out / "work" / student / "result.json").write_text(json.dumps(asdict(result), indent=1))
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        fresh = list(bar(pool.map(one, todo), total=len(todo), desc="grading", disable=not progress, leave=True))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            fresh = list(bar(pool.map(one, todo), total=len(todo), desc="grading", disable=not progress, leave=True))
+    finally:
+        shutil.rmtree(tests.request_dir, ignore_errors=True)
     results = {r.student: r for r in filter(None, (_load_result(p) for p in sorted(out.glob("work/*/result.json"))))}
     results.update({r.student: r for r in fresh})
     merge_gradebook(out / "gradebook.db", fresh)

@@ -1,23 +1,29 @@
 """The main job (``make reference``) and threshold calibration (``make calibrate``).
 
 reference: build the dataset if needed -> execute the solution notebooks with real training -> grade
-the result as a submission -> print a table (part, dataset, test accuracy, pass mark, points).
-calibrate: execute the reference notebooks over several seeds, measure each checkpoint's accuracy
-with the grader's own code, and rewrite that dataset's entry in ``autograder/thresholds.json``.
+the result as a submission -> print one row per part (accuracy, macro-F1, pass mark, points,
+parameters, notebook seconds). On a dataset without thresholds it measures the parts, prints their
+accuracies and how to calibrate, and exits 0. Outputs go to ``OUT/<dataset>/`` so runs on different
+datasets never overwrite each other.
+calibrate: execute the reference notebooks over several seeds, measure every part's checkpoint with
+the grader's own label-blind measurement, and write that dataset's entries in ``thresholds.json``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from autograder import accuracy, thresholds
+from autograder import measure as measuring
+from autograder import thresholds
 from autograder.course import ASSIGNMENT, SOLUTIONS, GradingError, nbgrader_env
-from autograder.grade import SUBMISSION_JUNK, grade, measure_accuracy
+from autograder.grade import SUBMISSION_JUNK, cell_points, grade
+from autograder.parts import PARTS
 
 NOTEBOOK_TIMEOUT = 3600  # seconds per cell when training
 
@@ -30,13 +36,22 @@ def copy_solution(dest: Path) -> Path:
     return dest
 
 
-def execute(folder: Path, data_spec: str, seed: int = 0) -> float:
-    """Execute every notebook of ``folder`` in place, training for real; returns the seconds it took."""
-    start = time.perf_counter()
-    env = nbgrader_env({"GENRE_DATASET": data_spec, "GENRE_SEED": str(seed)})
+def execute(folder: Path, data_spec: str, seed: int = 0, env_extra: dict | None = None,
+            notebooks: list[str] | None = None) -> dict[str, float]:
+    """Execute the notebooks of ``folder`` in order, in place, training for real.
+
+    Returns the seconds each notebook took ({notebook stem: seconds}). ``env_extra`` reaches the
+    notebooks' environment (e.g. ``GENRE_QUICK=1`` for the tests' small setting); ``notebooks``
+    restricts the run to those stems.
+    """
+    env = nbgrader_env({"GENRE_DATASET": data_spec, "GENRE_SEED": str(seed), **(env_extra or {})})
     env.pop("NBGRADER_EXECUTION", None)
+    seconds = {}
     for nb in sorted(folder.glob("*.ipynb")):
+        if notebooks is not None and nb.stem not in notebooks:
+            continue
         print(f"executing {nb.name} on {data_spec} (seed {seed}) ...", flush=True)
+        start = time.perf_counter()
         cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
                f"--ExecutePreprocessor.timeout={NOTEBOOK_TIMEOUT}", "--ExecutePreprocessor.kernel_name=python3",
                str(nb.resolve())]
@@ -45,8 +60,9 @@ def execute(folder: Path, data_spec: str, seed: int = 0) -> float:
             lines = [l.strip() for l in res.stderr.splitlines() if l.strip()]
             errors = [l for l in lines if "Error" in l] or lines
             raise GradingError(f"{nb.name} failed: {errors[-1][:300] if errors else 'exit ' + str(res.returncode)}")
+        seconds[nb.stem] = time.perf_counter() - start
         _show_results(nb)
-    return time.perf_counter() - start
+    return seconds
 
 
 def _show_results(nb_path: Path) -> None:
@@ -55,31 +71,79 @@ def _show_results(nb_path: Path) -> None:
     for cell in nbformat.read(nb_path, as_version=4).cells:
         for out in cell.get("outputs", []):
             for line in out.get("text", "").splitlines():
-                if line.startswith(("best epoch", "wrote", "{'train'")):
+                if line.startswith(("best epoch", "wrote", "{'train'", "part ")):
                     print(f"  {line}")
+
+
+def slug(spec: str) -> str:
+    """A folder name for a dataset spec ('synthetic:default' -> 'synthetic-default')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec).strip("-") or "dataset"
+
+
+def parameters(folder: Path, part) -> int | None:
+    """Trainable parameter count of a part's saved model (from its checkpoint), None if unreadable."""
+    import torch
+    try:
+        state = torch.load(folder / part.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception:
+        return None
+    return int(sum(v.numel() for k, v in state.items() if v.is_floating_point()
+                   and not k.endswith(("running_mean", "running_var")) and not k.split(".")[-1].startswith("_")))
+
+
+def table_rows(folder: Path, spec: str, accuracy: dict, seconds: dict, table: dict) -> list[str]:
+    """The results table: one row per part."""
+    rows = [f"{'part':<34}{'test acc':>9}{'macro-F1':>9}{'pass':>7}{'points':>9}{'params':>11}{'seconds':>9}"]
+    for part in PARTS:
+        m = accuracy.get(part.id, {})
+        try:
+            lim = thresholds.entry(part.id, spec, table)
+            pass_mark = f"{lim['pass']:.3f}" + ("" if lim.get("calibrated") else "*")
+        except KeyError:
+            pass_mark = "n/a"
+        acc = f"{m['accuracy']:.3f}" if "accuracy" in m else "error"
+        f1 = f"{m['macro_f1']:.3f}" if "macro_f1" in m else ""
+        pts = f"{m['points']:g}/{cell_points(part.notebook, part.cell):g}" if "points" in m else ""
+        n_params = parameters(folder, part)
+        rows.append(f"{part.title[:33]:<34}{acc:>9}{f1:>9}{pass_mark:>7}{pts:>9}"
+                    f"{(f'{n_params:,}' if n_params else ''):>11}{seconds.get(part.notebook, 0):>9.0f}")
+        if "error" in m:
+            rows.append(f"  {part.id}: {m['error']}")
+    return rows
 
 
 def run(data_spec: str, out: Path) -> int:
     from genrekit import data
     start = time.perf_counter()
-    out = out.resolve()
     ds = data.open_dataset(data_spec)
     print(ds)
+    out = (out / slug(ds.spec)).resolve()
+    table = thresholds.load()
+    missing = [p.id for p in PARTS if ds.spec not in table.get(p.id, {}).get("datasets", {})]
     submission = copy_solution(out / "submissions" / "reference" / ASSIGNMENT)
-    executed = execute(submission, data_spec)
+    seconds = execute(submission, data_spec)
+    if missing:  # a user's own dataset: measure, show, and say how to calibrate
+        tests = measuring.test_set(data_spec, workdir=out)
+        try:
+            accuracy = measuring.measure(submission, [p.id for p in PARTS], tests, timeout=3600)
+        finally:
+            shutil.rmtree(tests.request_dir, ignore_errors=True)
+        print("\n" + "\n".join(table_rows(submission, ds.spec, accuracy, seconds, table)))
+        print(f"\nno thresholds for {ds.spec} ({', '.join(missing)}): nothing graded. To grade on this dataset, "
+              f"run: make calibrate DATA={data_spec}")
+        return 0 if all("accuracy" in m for m in accuracy.values()) else 1
     results = grade(out / "submissions", out / "grades", data_spec, progress=False, regrade=True)
     (result,) = results
-    table = thresholds.load()
-    print(f"\n{'part':<16}{'dataset':<20}{'test acc':>9}{'pass':>7}{'points':>8}")
-    for part, measured in result.accuracy.items():
-        limits = thresholds.entry(part, ds.spec, table)
-        acc = f"{measured['accuracy']:.3f}" if "accuracy" in measured else "n/a"
-        print(f"{part:<16}{ds.spec:<20}{acc:>9}{limits['pass']:>7.2f}{measured.get('points', 0):>5g}/{limits['points']:g}")
+    print("\n" + "\n".join(table_rows(submission, ds.spec, result.accuracy, seconds, table)))
+    if any(not thresholds.entry(p.id, ds.spec, table).get("calibrated") for p in PARTS):
+        print("* pass mark not calibrated on this dataset (an estimate): make calibrate DATA=" + data_spec)
     total_max = sum(result.max_scores.values())
     print(f"\nreference total {result.total:g} of {total_max:g} (manually graded answers pending); "
           f"status: {result.status}")
-    print(f"notebooks {executed:.0f} s, grading {result.seconds:.0f} s, all {time.perf_counter() - start:.0f} s; "
-          f"outputs in {out}")
+    print(f"notebooks {sum(seconds.values()):.0f} s, grading {result.seconds:.0f} s, "
+          f"all {time.perf_counter() - start:.0f} s; outputs in {out}")
+    (out / "results.json").write_text(json.dumps({"dataset": ds.spec, "seconds": seconds,
+                                                   "accuracy": result.accuracy}, indent=1, default=str))
     manual = [gid for gid, v in result.scores.items() if v is None]
     expected = total_max - sum(result.max_scores[g] for g in manual)
     if result.status != "ok" or result.total < expected:
@@ -90,24 +154,29 @@ def run(data_spec: str, out: Path) -> int:
 
 def calibrate(data_spec: str, seeds: int, out: Path) -> int:
     from genrekit import data
-    out = out.resolve()
     ds = data.open_dataset(data_spec)
+    out = (out / slug(ds.spec)).resolve()
     table = thresholds.load()
-    measured: dict[str, list[float]] = {part: [] for part in accuracy.PARTS}
-    for seed in range(seeds):
-        folder = copy_solution(out / f"seed{seed}" / ASSIGNMENT)
-        execute(folder, data_spec, seed)
-        for part in accuracy.PARTS:
-            m = measure_accuracy(part, folder, data_spec, timeout=3600)
-            if "error" in m:
-                raise GradingError(f"seed {seed}, {part}: {m['error']}")
-            measured[part].append(m["accuracy"])
-            print(f"  seed {seed}: {part} test accuracy {m['accuracy']:.3f}")
-    for part, accs in measured.items():
-        entry = thresholds.from_reference(accs)
+    measured: dict[str, list[float]] = {p.id: [] for p in PARTS}
+    tests = measuring.test_set(data_spec, workdir=out.parent if out.parent.exists() else None)
+    try:
+        for seed in range(seeds):
+            folder = copy_solution(out / f"seed{seed}" / ASSIGNMENT)
+            execute(folder, data_spec, seed)
+            results = measuring.measure(folder, [p.id for p in PARTS], tests, timeout=3600)
+            for part in PARTS:
+                m = results[part.id]
+                if "error" in m:
+                    raise GradingError(f"seed {seed}, {part.id}: {m['error']}")
+                measured[part.id].append(m["accuracy"])
+                print(f"  seed {seed}: {part.id} test accuracy {m['accuracy']:.3f}")
+    finally:
+        shutil.rmtree(tests.request_dir, ignore_errors=True)
+    for part in PARTS:
+        entry = thresholds.from_reference(measured[part.id])
         entry["calibrated_on"] = time.strftime("%Y-%m-%d")
-        table[part]["datasets"][ds.spec] = entry
-        print(f"{part} on {ds.spec}: pass {entry['pass']}, floor {entry['floor']} "
+        table.setdefault(part.id, {"datasets": {}})["datasets"][ds.spec] = entry
+        print(f"{part.id} on {ds.spec}: pass {entry['pass']}, floor {entry['floor']} "
               f"(reference mean {entry['reference']['mean']}, stdev {entry['reference']['stdev']}, {seeds} seeds)")
     thresholds.FILE.write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {thresholds.FILE}")

@@ -26,7 +26,7 @@ def entry(part: str, dataset: str, table: dict | None = None) -> dict:
     per_data = table[part]["datasets"]
     if dataset not in per_data:
         raise KeyError(f"no thresholds for {part} on dataset '{dataset}' (have {', '.join(sorted(per_data))})")
-    return {**per_data[dataset], "points": table[part]["points"]}
+    return dict(per_data[dataset])
 
 
 def points(accuracy: float, pass_mark: float, floor: float, max_points: float) -> float:

@@ -33,6 +33,13 @@ TOP_DB: float = 80.0          # dB range kept below the peak by the dB conversio
 SEGMENT_SECONDS: float = 4.0  # segment length; 3-5 s is the useful range for GTZAN
 SEGMENT_HOP_SECONDS: float = 2.0  # hop between segment starts (50 % overlap)
 
+
+def seconds_to_frames(seconds: float) -> int:
+    """Log-mel frames spanned by ``seconds`` of audio (4.0 s -> 125 frames of 32 ms), at least 1."""
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    return max(1, int(round(seconds * SAMPLE_RATE / HOP_LENGTH)))
+
 # --- locations ------------------------------------------------------------------------------------
 # Datasets and feature caches live outside the repository; override with environment variables.
 DATA_DIR_ENV = "GENREKIT_DATA_DIR"        # folder holding dataset folders (synthetic/, gtzan8/)

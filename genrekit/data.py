@@ -188,6 +188,18 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (split or None)
 
 
+def _current_synthetic(folder: Path) -> bool:
+    """Whether the synthetic dataset in ``folder`` is what today's generator builds by default."""
+    from genrekit import synth
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return (manifest.get("version") == synth.SYNTH_VERSION and manifest.get("seed") == synth.DEFAULT_SEED
+            and manifest.get("clips_per_genre") == synth.DEFAULT_CLIPS_PER_GENRE
+            and manifest.get("seconds") == synth.DEFAULT_SECONDS)
+
+
 def open_dataset(spec: str | None = None, data_dir=None) -> Dataset:
     """Open a dataset by name (``synthetic``, ``gtzan8``, ``gtzan8:580``) or by folder path.
 
@@ -203,6 +215,10 @@ def open_dataset(spec: str | None = None, data_dir=None) -> Dataset:
             return Dataset(as_path, split)
     root = Path(data_dir) if data_dir else config.data_dir()
     folder = root / name
+    if name == "synthetic" and (folder / MANIFEST).is_file() and not _current_synthetic(folder):
+        print(f"rebuilding the synthetic dataset in {folder} (made by an older generator)")
+        from genrekit import synth
+        synth.build(folder)
     if not (folder / MANIFEST).is_file():
         if name == "synthetic":
             from genrekit import synth

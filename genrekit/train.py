@@ -10,6 +10,12 @@ Example::
 ``fit`` shows a tqdm bar on stdout, validates every epoch, keeps the weights of the best epoch by
 validation accuracy (ties go to the lower validation loss) and returns the history. A model whose
 ``forward`` returns a dict is read at key ``"logits"``.
+
+Two more things ``fit`` does for the later parts:
+- ``valid_score=fn``: the best epoch is chosen by ``fn(model)`` (called in eval mode after each
+  epoch; higher is better), e.g. clip-level accuracy while training on segments.
+- Models with several inputs: give a Dataset whose items are ``(x1, x2, ..., y)`` (e.g.
+  ``TensorDataset(x_mel, x_emb, y)``); the model is called as ``model(x1, x2, ...)``.
 """
 
 from __future__ import annotations
@@ -88,9 +94,9 @@ def _run_epoch(model, loader, loss_fn, device, optimizer=None, desc="", progress
     model.train(training)
     total_loss, correct, count = 0.0, 0, 0
     with torch.set_grad_enabled(training):
-        for x, y in bar(loader, desc=desc, disable=not progress):
-            x, y = x.to(device), y.to(device)
-            logits = logits_of(model(x))
+        for *xs, y in bar(loader, desc=desc, disable=not progress):
+            xs, y = [x.to(device) for x in xs], y.to(device)
+            logits = logits_of(model(*xs))
             loss = loss_fn(logits, y)
             if training:
                 optimizer.zero_grad(set_to_none=True)
@@ -105,17 +111,19 @@ def _run_epoch(model, loader, loss_fn, device, optimizer=None, desc="", progress
 def fit(model: nn.Module, train_data, valid_data=None, *, epochs: int = 20, batch_size: int = 32,
         lr: float = 1e-3, weight_decay: float = 1e-4, optimizer: torch.optim.Optimizer | None = None,
         scheduler=None, loss_fn: nn.Module | None = None, seed: int = 0, device=None,
-        progress: bool = True) -> dict:
+        progress: bool = True, valid_score=None) -> dict:
     """Train ``model`` and keep its best epoch; returns the history.
 
     train_data / valid_data: (X, y) with X (N, ...) float and y (N,) int class indices, a torch
     Dataset, or a DataLoader. ``optimizer`` defaults to AdamW(lr, weight_decay) over all parameters
     (pass your own for per-group learning rates or frozen layers); ``scheduler`` is stepped per epoch
     (ReduceLROnPlateau with the validation loss).
-    History: {'train_loss', 'train_acc', 'valid_loss', 'valid_acc': lists per epoch,
-    'best_epoch' (1-based), 'best_valid_acc', 'seconds', 'epochs', 'batch_size', 'seed',
-    'lr' (the initial learning rate of each parameter group)}.
-    After ``fit`` the model holds the weights of the best epoch (the last one without valid_data).
+    ``valid_score``: optional ``fn(model) -> float`` called after each epoch with the model in eval
+    mode; the best epoch is then the one with the highest score (ties: lower validation loss).
+    History: {'train_loss', 'train_acc', 'valid_loss', 'valid_acc', 'valid_score': lists per epoch,
+    'best_epoch' (1-based), 'best_valid_acc', 'best_valid_score', 'seconds', 'epochs', 'batch_size',
+    'seed', 'lr' (the initial learning rate of each parameter group)}.
+    After ``fit`` the model holds the weights of the best epoch (the last one without validation).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -126,8 +134,9 @@ def fit(model: nn.Module, train_data, valid_data=None, *, epochs: int = 20, batc
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     train_loader = _loader(train_data, batch_size, shuffle=True, seed=seed)
     valid_loader = _loader(valid_data, batch_size, shuffle=False) if valid_data is not None else None
-    history = {"train_loss": [], "train_acc": [], "valid_loss": [], "valid_acc": [], "best_epoch": 0,
-               "best_valid_acc": None, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+    history = {"train_loss": [], "train_acc": [], "valid_loss": [], "valid_acc": [], "valid_score": [],
+               "best_epoch": 0, "best_valid_acc": None, "best_valid_score": None,
+               "epochs": epochs, "batch_size": batch_size, "seed": seed,
                "lr": [group["lr"] for group in optimizer.param_groups]}
     best_key, best_state = None, None
     start = time.perf_counter()
@@ -136,26 +145,52 @@ def fit(model: nn.Module, train_data, valid_data=None, *, epochs: int = 20, batc
         tr_loss, tr_acc = _run_epoch(model, train_loader, loss_fn, device, optimizer, "train", progress)
         history["train_loss"].append(tr_loss)
         history["train_acc"].append(tr_acc)
-        if valid_loader is not None:
-            va_loss, va_acc = _run_epoch(model, valid_loader, loss_fn, device, None, "valid", progress)
+        if valid_loader is not None or valid_score is not None:
+            va_loss, va_acc = (_run_epoch(model, valid_loader, loss_fn, device, None, "valid", progress)
+                               if valid_loader is not None else (float("nan"), float("nan")))
             history["valid_loss"].append(va_loss)
             history["valid_acc"].append(va_acc)
-            key = (va_acc, -va_loss)
+            if valid_score is not None:
+                model.eval()
+                with torch.no_grad():
+                    score = float(valid_score(model))
+                history["valid_score"].append(score)
+            key = (score if valid_score is not None else va_acc, -va_loss if va_loss == va_loss else 0.0)
             if best_key is None or key > best_key:
                 best_key, best_state = key, copy.deepcopy(model.state_dict())
                 history["best_epoch"], history["best_valid_acc"] = epoch, va_acc
-            epoch_bar.set_postfix(loss=f"{tr_loss:.3f}", acc=f"{tr_acc:.2f}", val_acc=f"{va_acc:.2f}")
+                history["best_valid_score"] = key[0] if valid_score is not None else None
+            shown = {"val_acc": f"{va_acc:.2f}"} if valid_loader is not None else {}
+            if valid_score is not None:
+                shown["val_score"] = f"{key[0]:.2f}"
+            epoch_bar.set_postfix(loss=f"{tr_loss:.3f}", acc=f"{tr_acc:.2f}", **shown)
         else:
             history["best_epoch"] = epoch
             epoch_bar.set_postfix(loss=f"{tr_loss:.3f}", acc=f"{tr_acc:.2f}")
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(history["valid_loss"][-1] if history["valid_loss"] else tr_loss)
+            va = history["valid_loss"][-1] if history["valid_loss"] else float("nan")
+            scheduler.step(va if va == va else tr_loss)
         elif scheduler is not None:
             scheduler.step()
     if best_state is not None:
         model.load_state_dict(best_state)
     history["seconds"] = time.perf_counter() - start
     return history
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, *inputs, batch_size: int = 64, device=None) -> np.ndarray:
+    """Logits of ``model`` over the inputs in batches, shape (N, classes), float32 numpy; eval mode.
+
+    ``inputs``: one array/tensor (N, ...) per argument of the model's forward (usually one).
+    """
+    device = torch.device(device) if device else next(model.parameters()).device
+    model.eval()
+    xs = [torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32) for x in inputs]
+    n = len(xs[0])
+    out = [logits_of(model(*[x[i:i + batch_size].to(device) for x in xs])).float().cpu()
+           for i in range(0, n, batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
 @torch.no_grad()

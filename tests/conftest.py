@@ -26,9 +26,9 @@ def _private_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
-    """A synthetic dataset of 8 genres x 4 clips x 3 s (2 train, 1 valid, 1 test per genre)."""
+    """A synthetic dataset of 8 genres x 5 clips x 3 s (2 train, 1 valid, 2 test per genre)."""
     from genrekit import synth
-    return synth.build(tmp_path_factory.mktemp("tiny") / "synthetic", clips_per_genre=4, seconds=3.0,
+    return synth.build(tmp_path_factory.mktemp("tiny") / "synthetic", clips_per_genre=5, seconds=3.0,
                        seed=0, progress=False)
 
 
@@ -41,3 +41,15 @@ def write_wav(path, y, sr=22050, subtype="PCM_16"):
 def tone(seconds=1.0, sr=22050, freq=440.0, amp=0.3):
     t = np.arange(int(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory):
+    """The reference notebooks of every part executed for real, once per test session, on the default
+    synthetic dataset (the slow end-to-end run that grading tests share; the segment-length sweep is
+    skipped). Returns the executed assignment folder, checkpoints included."""
+    from autograder import reference
+    from autograder.course import ASSIGNMENT
+    folder = reference.copy_solution(tmp_path_factory.mktemp("reference") / ASSIGNMENT)
+    reference.execute(folder, "synthetic", seed=0, env_extra={"GENRE_SWEEP": "0"})
+    return folder

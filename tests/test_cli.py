@@ -8,9 +8,9 @@ def _run(*args, env_dir=None):
 
 def test_synth_and_info(tmp_path):
     out = tmp_path / "syn"
-    res = _run("synth", "--out", str(out), "--clips-per-genre", "3", "--seconds", "1", "--quiet")
+    res = _run("synth", "--out", str(out), "--clips-per-genre", "4", "--seconds", "1", "--quiet")
     assert res.returncode == 0, res.stderr
-    assert "wrote 24 clips" in res.stdout and "ms per clip" in res.stdout
+    assert "wrote 32 clips" in res.stdout and "ms per clip" in res.stdout
     res = _run("info", str(out))
     assert res.returncode == 0 and "train" in res.stdout and "classical" in res.stdout
 

@@ -36,7 +36,7 @@ def test_dataset_index(tiny_synth):
     assert ds.spec == "synthetic:default"
     clip = ds.clips("train")[0]
     assert clip.path.is_file() and clip.label == config.GENRE_TO_LABEL[clip.genre]
-    assert ds.labels("test").dtype == np.int64 and len(ds.labels("test")) == 8
+    assert ds.labels("test").dtype == np.int64 and len(ds.labels("test")) == 16
     assert "synthetic:default" in repr(ds)
 
 
@@ -44,12 +44,19 @@ def test_open_dataset_by_name_builds_synthetic_once(tmp_path, monkeypatch):
     calls = []
     from genrekit import synth
     real_build = synth.build
-    monkeypatch.setattr(synth, "build", lambda out: calls.append(out) or real_build(out, 3, 1.0, progress=False))
+    monkeypatch.setattr(synth, "DEFAULT_CLIPS_PER_GENRE", 4)
+    monkeypatch.setattr(synth, "DEFAULT_SECONDS", 1.0)
+    monkeypatch.setattr(synth, "build", lambda out: calls.append(out) or real_build(
+        out, synth.DEFAULT_CLIPS_PER_GENRE, synth.DEFAULT_SECONDS, progress=False))
     ds = data.open_dataset("synthetic", data_dir=tmp_path)
     assert ds.root == tmp_path / "synthetic" and len(calls) == 1
     data.open_dataset("synthetic", data_dir=tmp_path)
     assert len(calls) == 1, "the synthetic dataset was rebuilt although it existed"
     assert data.open_dataset(str(tmp_path / "synthetic")).root == tmp_path / "synthetic"
+    # one made by an older generator (or with other sizes) is rebuilt, not silently reused
+    monkeypatch.setattr(synth, "SYNTH_VERSION", synth.SYNTH_VERSION + 1)
+    data.open_dataset("synthetic", data_dir=tmp_path)
+    assert len(calls) == 2
 
 
 def test_dataset_errors_are_one_line(tmp_path, tiny_synth):
@@ -82,7 +89,7 @@ def test_load_skips_and_reports_bad_clips(tmp_path, tiny_synth, capsys):
     with pytest.raises(data.AudioError, match=broken.path.name):
         ds.load("test", progress=False)
     waves, labels, kept = ds.load("test", skip_bad=True, progress=False)
-    assert len(waves) == len(labels) == len(kept) == 7 and broken not in kept
+    assert len(waves) == len(labels) == len(kept) == 15 and broken not in kept
     assert f"skipped: {broken.path}" in capsys.readouterr().out
 
 

@@ -2,9 +2,9 @@
 wrong answer loses exactly the points of the tests aimed at it; broken submissions get a row that says
 why and never stop the batch.
 
-One module-scoped batch: the reference notebook is executed with real training (about a minute), then
-nine submissions are built from the released notebook plus a variant of the student package and
-graded together with real nbgrader runs.
+One module-scoped batch: the reference notebooks, executed once per session with real training
+(``reference_run`` in conftest.py), give the checkpoints; submissions are built from the released
+notebooks plus a variant of the student package and graded together with real nbgrader runs.
 """
 
 import csv
@@ -18,14 +18,17 @@ import pytest
 import torch
 
 from autograder import grade as grading
-from autograder import reference, thresholds
+from autograder import thresholds
 from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, SOLUTIONS, nbgrader_env
+from autograder.parts import PARTS
 from genrekit import checkpoint
 
-PACKAGE_FILES = ("genre/__init__.py", "genre/features.py", "genre/models.py")
+PACKAGE_FILES = ("genre/__init__.py", "genre/features.py", "genre/models.py", "genre/segments.py")
 CODE_TESTS = {"test_log_mel_shape": 1, "test_log_mel_db": 2, "test_conv_block": 2, "test_baseline_forward": 2,
-              "test_baseline_embed": 2}
-ALL_AUTO = {**CODE_TESTS, "test_accuracy": 5}
+              "test_baseline_embed": 2, "test_segment": 3, "test_segment_clips": 2, "test_clip_probabilities": 3}
+ACCURACY_TESTS = {"test_accuracy": 5, "test_accuracy_segments": 5}
+ALL_AUTO = {**CODE_TESTS, **ACCURACY_TESTS}
+MANUAL = {"answer_confusion", "answer_segments"}
 
 # plausible wrong answers: file -> (solution text, wrong text)
 NO_DB = ("genre/features.py", "return librosa.power_to_db(mel_power, ref=np.max, top_db=config.TOP_DB).astype(np.float32)",
@@ -36,21 +39,31 @@ WRONG_AXIS = ("genre/models.py", "return self.blocks(self.input_bn(x)).mean(dim=
 SYNTAX_ERROR = ("genre/features.py", "def log_mel(y: np.ndarray, sr: int = config.SAMPLE_RATE) -> np.ndarray:",
                 "def log_mel(y: np.ndarray, sr: int = config.SAMPLE_RATE) -> np.ndarray")
 ENDLESS = ("genre/features.py", "    mel_power = librosa.feature.melspectrogram(", "    while True:\n        pass\n    mel_power = librosa.feature.melspectrogram(")
+# part 2
+OFF_BY_ONE = ("genre/segments.py", "starts = range(0, frames - seg_frames + 1, hop_frames)",
+              "starts = range(0, frames - seg_frames, hop_frames) or [0]")
+DROPS_SHORT = ("genre/segments.py", '''        return np.pad(S, ((0, 0), (0, seg_frames - frames)), mode="wrap")[None]''',
+               "        return np.zeros((0, S.shape[0], seg_frames), np.float32)")
+ACROSS_CLIPS = ("genre/segments.py", "    cut = [segment(f, seg_frames, hop_frames) for f in features]",
+                "    whole = segment(np.concatenate(features, axis=1), seg_frames, hop_frames)\n"
+                "    cut = np.array_split(whole, np.cumsum([f.shape[1] for f in features])[:-1] // hop_frames)")
+MEAN_OF_LOGITS = ("genre/segments.py", "        per_segment = torch.softmax(logits, dim=1).numpy()",
+                  "        per_segment = logits.numpy()")
+VOTE_FOR_MEAN = ("genre/segments.py", '''    if method == "mean":''', '''    if method == "never":''')
 
 
-def _submission(root: Path, student: str, solved: bool = True, edit=None, ckpt: Path | None = None,
+def _submission(root: Path, student: str, solved: bool = True, edits=(), ckpts: Path | None = None,
                 answer: str | None = None) -> None:
-    """The released notebook + the student package (solved, possibly with one edit) + a checkpoint."""
+    """The released notebooks + the student package (solved, possibly with edits) + checkpoints."""
     dest = root / student / ASSIGNMENT
     shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT, dest)
     if solved:
         for rel in PACKAGE_FILES:
             shutil.copy2(SOLUTIONS / ASSIGNMENT / rel, dest / rel)
-    if edit:
-        rel, old, new = edit
+    for rel, old, new in edits:
         text = (dest / rel).read_text()
         assert old in text, f"test out of date: '{old}' not in {rel}"
-        (dest / rel).write_text(text.replace(old, new))
+        (dest / rel).write_text(text.replace(old, new, 1))
     if answer:
         import nbformat
         nb_path = dest / "1_baseline.ipynb"
@@ -58,43 +71,50 @@ def _submission(root: Path, student: str, solved: bool = True, edit=None, ckpt: 
         (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_confusion"]
         cell.source = answer
         nbformat.write(nb, nb_path)
-    if ckpt:
-        (dest / "checkpoints").mkdir()
-        shutil.copy2(ckpt, dest / "checkpoints" / "part1_baseline.pt")
+    if ckpts:
+        shutil.copytree(ckpts, dest / "checkpoints", ignore=shutil.ignore_patterns("*.png"))
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The reference notebook executed for real (training on the synthetic dataset)."""
-    folder = reference.copy_solution(tmp_path_factory.mktemp("reference") / ASSIGNMENT)
-    reference.execute(folder, "synthetic", seed=0)
-    return folder / "checkpoints" / "part1_baseline.pt"
+def trained(reference_run):
+    """The checkpoints of the reference notebooks (executed once per session)."""
+    return reference_run / "checkpoints"
 
 
 @pytest.fixture(scope="module")
 def batch(trained, tmp_path_factory):
     subs = tmp_path_factory.mktemp("submissions")
-    one_class = tmp_path_factory.mktemp("ckpt") / "one_class.pt"
-    ckpt = checkpoint.load(trained)  # same format, classifier rewired to always answer "classical"
-    ckpt["state_dict"]["classifier.weight"].zero_()
-    ckpt["state_dict"]["classifier.bias"].copy_(torch.arange(8, 0, -1, dtype=torch.float32))
-    torch.save(ckpt, one_class)
+    one_class = tmp_path_factory.mktemp("ckpt_one_class")
+    for part in PARTS:  # same format, classifier rewired to always answer "classical"
+        ckpt = checkpoint.load(trained.parent / part.checkpoint)
+        ckpt["state_dict"]["classifier.weight"].zero_()
+        ckpt["state_dict"]["classifier.bias"].copy_(torch.arange(8, 0, -1, dtype=torch.float32))
+        torch.save(ckpt, one_class / Path(part.checkpoint).name)
+    no_settings = tmp_path_factory.mktemp("ckpt_no_settings")
+    shutil.copytree(trained, no_settings, dirs_exist_ok=True)
+    ckpt = checkpoint.load(no_settings / "part2_segments.pt")
+    ckpt["extra"].pop("segments")
+    torch.save(ckpt, no_settings / "part2_segments.pt")
 
-    _submission(subs, "reference", ckpt=trained, answer="Pop and country: same backbeat and guitars.")
+    _submission(subs, "reference", ckpts=trained, answer="Pop and country: same backbeat and guitars.")
     _submission(subs, "blank", solved=False)
-    _submission(subs, "no_db", edit=NO_DB, ckpt=trained)
-    _submission(subs, "no_relu", edit=NO_RELU, ckpt=trained)
-    _submission(subs, "wrong_axis", edit=WRONG_AXIS, ckpt=trained)
-    _submission(subs, "one_class", ckpt=one_class)
+    # one part 1 mistake and one part 2 mistake per submission: their cells are disjoint
+    _submission(subs, "no_db-and-off_by_one", edits=(NO_DB, OFF_BY_ONE), ckpts=trained)
+    _submission(subs, "no_relu-and-mean_of_logits", edits=(NO_RELU, MEAN_OF_LOGITS), ckpts=trained)
+    _submission(subs, "wrong_axis-and-across_clips", edits=(WRONG_AXIS, ACROSS_CLIPS), ckpts=trained)
+    _submission(subs, "drops_short", edits=(DROPS_SHORT,), ckpts=trained)
+    _submission(subs, "vote_for_mean", edits=(VOTE_FOR_MEAN,), ckpts=trained)
+    _submission(subs, "one_class", ckpts=one_class)
+    _submission(subs, "no_segment_settings", ckpts=no_settings)
     _submission(subs, "no_checkpoint")
-    _submission(subs, "syntax_error", edit=SYNTAX_ERROR, ckpt=trained)
-    _submission(subs, "endless_loop", edit=ENDLESS, ckpt=trained)
-    # blank stubs + a one-class checkpoint + its own "grader" that would forge every result if imported
-    _submission(subs, "shadow", solved=False, ckpt=one_class)
+    _submission(subs, "syntax_error", edits=(SYNTAX_ERROR,), ckpts=trained)
+    _submission(subs, "endless_loop", edits=(ENDLESS,), ckpts=trained)
+    # blank stubs + one-class checkpoints + its own "grader" that would forge every result if imported
+    _submission(subs, "shadow", solved=False, ckpts=one_class)
     fake = subs / "shadow" / ASSIGNMENT / "autograder"
     (fake / "checks").mkdir(parents=True)
     (fake / "__init__.py").write_text("")
-    (fake / "accuracy.py").write_text('print(\'{"accuracy": 1.0, "n": 48, "dataset": "synthetic:default"}\')\n')
+    (fake / "measure.py").write_text('print(\'{"accuracy": 1.0, "n": 48, "dataset": "synthetic:default"}\')\n')
     (fake / "checks" / "__init__.py").write_text("")
     (fake / "checks" / "part1.py").write_text("def __getattr__(name):\n    return lambda *a, **k: None\n")
     (subs / "shadow" / ASSIGNMENT / "sitecustomize.py").write_text("print('imported')\n")
@@ -114,8 +134,15 @@ def test_reference_gets_full_marks(batch):
     assert {t: ref.scores[t] for t in ALL_AUTO} == ALL_AUTO
     assert ref.scores["answer_confusion"] is None, "a written answer is left for manual grading"
     assert results["blank"].scores["answer_confusion"] == 0, "an unanswered question scores 0 (nbgrader)"
-    limits = thresholds.entry("part1_baseline", "synthetic:default")
-    assert ref.accuracy["part1_baseline"]["accuracy"] >= limits["pass"]
+    for part in PARTS:
+        limits = thresholds.entry(part.id, "synthetic:default")
+        assert ref.accuracy[part.id]["accuracy"] >= limits["pass"], part.id
+    assert ref.accuracy["part2_segments"]["segment_seconds"] == 4.0
+
+
+def test_every_graded_cell_is_accounted_for(batch):
+    results, _ = batch
+    assert set(results["reference"].scores) == set(ALL_AUTO) | MANUAL
 
 
 def test_blank_student_version_gets_nothing(batch):
@@ -126,10 +153,13 @@ def test_blank_student_version_gets_nothing(batch):
 
 
 @pytest.mark.parametrize("student, aimed_at", [
-    ("no_db", {"test_log_mel_db"}),
-    ("no_relu", {"test_conv_block"}),
+    ("no_db-and-off_by_one", {"test_log_mel_db", "test_segment"}),
+    ("no_relu-and-mean_of_logits", {"test_conv_block", "test_clip_probabilities"}),
     # the embedding feeds the classifier: a wrong pooling axis breaks forward too
-    ("wrong_axis", {"test_baseline_embed", "test_baseline_forward"}),
+    ("wrong_axis-and-across_clips", {"test_baseline_embed", "test_baseline_forward", "test_segment_clips"}),
+    # a short clip dropped by segment is a clip lost by segment_clips
+    ("drops_short", {"test_segment", "test_segment_clips"}),
+    ("vote_for_mean", {"test_clip_probabilities"}),
 ])
 def test_a_wrong_answer_loses_exactly_its_tests(batch, student, aimed_at):
     results, _ = batch
@@ -137,18 +167,28 @@ def test_a_wrong_answer_loses_exactly_its_tests(batch, student, aimed_at):
     assert all(results[student].scores[t] == 0 for t in aimed_at)
 
 
+def test_part2_accuracy_uses_the_students_aggregation(batch):
+    """The grader measures with the student's own code: averaging logits is graded as written."""
+    results, _ = batch
+    ref = results["reference"].accuracy["part2_segments"]
+    logits = results["no_relu-and-mean_of_logits"].accuracy["part2_segments"]
+    assert "accuracy" in logits and logits["segments"] == ref["segments"]
+
+
 def test_one_class_checkpoint_fails_the_accuracy_bar(batch):
     results, _ = batch
     r = results["one_class"]
-    assert _lost(r) == {"test_accuracy"} and r.scores["test_accuracy"] == 0
-    assert r.accuracy["part1_baseline"]["accuracy"] == pytest.approx(1 / 8, abs=0.05)
-    assert r.accuracy["part1_baseline"]["predicted_classes"] == 1
+    assert _lost(r) == set(ACCURACY_TESTS) and all(r.scores[t] == 0 for t in ACCURACY_TESTS)
+    for part in PARTS:
+        assert r.accuracy[part.id]["accuracy"] == pytest.approx(1 / 8, abs=0.05)
+        assert r.accuracy[part.id]["predicted_classes"] == 1
 
 
 @pytest.mark.parametrize("student, lost, reason", [
-    ("no_checkpoint", {"test_accuracy"}, "checkpoint not found"),
+    ("no_checkpoint", set(ACCURACY_TESTS), "checkpoint not found"),
+    ("no_segment_settings", {"test_accuracy_segments"}, "no valid segment settings"),
     ("syntax_error", set(ALL_AUTO), "SyntaxError"),
-    ("endless_loop", {"test_log_mel_shape", "test_log_mel_db", "test_accuracy"}, "longer than 90 s"),
+    ("endless_loop", {"test_log_mel_shape", "test_log_mel_db", *ACCURACY_TESTS}, "longer than 90 s"),
 ])
 def test_broken_submissions_get_a_row_that_says_why(batch, student, lost, reason):
     results, _ = batch
@@ -162,8 +202,10 @@ def test_outputs_csv_gradebook_feedback(batch):
     with open(out / "grades.csv") as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     assert set(rows) == set(results), "every submission has a row: the batch went on"
-    assert float(rows["reference"]["total"]) == sum(ALL_AUTO.values()) and rows["reference"]["max"] == "16"
-    assert rows["reference"]["manual_pending"] == "answer_confusion"
+    assert float(rows["reference"]["total"]) == sum(ALL_AUTO.values())
+    assert float(rows["reference"]["max"]) == sum(ALL_AUTO.values()) + 2 + 4
+    assert set(rows["reference"]["manual_pending"].split()) == MANUAL
+    assert rows["reference"]["part2_segments_accuracy"]
     assert float(rows["blank"]["total"]) == 0 and float(rows["no_relu"]["test_conv_block"]) == 0
     with sqlite3.connect(out / "gradebook.db") as db:
         students = {s for (s,) in db.execute("select id from student")}
@@ -205,8 +247,8 @@ def test_a_submission_cannot_shadow_the_grader(batch):
     results, out = batch
     r = results["shadow"]
     assert all(r.scores[t] == 0 for t in ALL_AUTO), r.scores
-    assert "autograder/accuracy.py" in r.ignored and "sitecustomize.py" in r.ignored
-    assert "autograder/accuracy.py" in (out / "feedback" / "shadow" / ASSIGNMENT / "summary.txt").read_text()
+    assert "autograder/measure.py" in r.ignored and "sitecustomize.py" in r.ignored
+    assert "autograder/measure.py" in (out / "feedback" / "shadow" / ASSIGNMENT / "summary.txt").read_text()
 
 
 def test_no_kernel_outlives_the_batch(batch):

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from autograder import thresholds
+from autograder import measure, thresholds
 from autograder.course import ASSIGNMENT, SOLUTIONS
-from autograder.grade import measure_accuracy
+from autograder.measure import MeasureError
 from genrekit import data
 
 
@@ -37,7 +37,8 @@ def test_accuracy_is_measured_on_the_named_gtzan_split(tmp_path, fake_gtzan8):
                          env={**__import__("os").environ, "PYTHONPATH": str(submission)}, timeout=120)
     assert res.returncode == 0, res.stderr[-400:]
     for spec, n_test in (("gtzan8", 8), ("gtzan8:580", 8), ("gtzan8:filtered", 8)):
-        measured = measure_accuracy("part1_baseline", submission, spec, timeout=120)
+        tests = measure.test_set(spec, workdir=tmp_path)
+        measured = measure.measure(submission, ["part1_baseline"], tests, timeout=120)["part1_baseline"]
         assert "error" not in measured, measured
         assert measured["dataset"] == (spec if ":" in spec else "gtzan8:filtered") and measured["n"] == n_test
         assert measured["checkpoint_dataset"] == "gtzan8:580"
@@ -45,16 +46,23 @@ def test_accuracy_is_measured_on_the_named_gtzan_split(tmp_path, fake_gtzan8):
 
 
 def test_unknown_dataset_or_split_is_a_clear_error(tmp_path, fake_gtzan8):
-    measured = measure_accuracy("part1_baseline", SOLUTIONS / ASSIGNMENT, "gtzan8:nope", timeout=120)
-    assert "no split set 'nope'" in measured["error"]
+    with pytest.raises(data.DatasetError, match="no split set 'nope'"):
+        measure.test_set("gtzan8:nope", workdir=tmp_path)
     with pytest.raises(KeyError, match="no thresholds for part1_baseline on dataset 'gtzan8:nope'"):
         thresholds.entry("part1_baseline", "gtzan8:nope")
+
+
+def test_a_corrupt_test_clip_is_left_out_for_everyone(tmp_path, fake_gtzan8):
+    first = data.open_dataset("gtzan8").clips("test")[0]
+    first.path.write_bytes(b"not audio")
+    tests = measure.test_set("gtzan8", workdir=tmp_path)
+    assert tests.n == 7 and len(tests.skipped) == 1 and first.path.name in tests.skipped[0]
+    assert isinstance(MeasureError("x"), Exception)
 
 
 def test_thresholds_file_is_sane():
     table = thresholds.load()
     for part, spec in table.items():
-        assert spec["points"] > 0
         for name, entry in spec["datasets"].items():
             assert 0.125 < entry["floor"] < entry["pass"] <= 1, f"{part} {name}: floor/pass out of order"
             if entry.get("calibrated"):

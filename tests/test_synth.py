@@ -17,12 +17,12 @@ def _digest(root):
 
 def test_layout_and_splits(tiny_synth):
     for g in config.GENRES:
-        assert sorted(p.name for p in (tiny_synth / g).glob("*.wav")) == [f"{g}.{i:05d}.wav" for i in range(4)]
+        assert sorted(p.name for p in (tiny_synth / g).glob("*.wav")) == [f"{g}.{i:05d}.wav" for i in range(5)]
     ds = data.Dataset(tiny_synth)
     sizes = {s: len(ds.clips(s)) for s in data.SPLITS}
-    assert sizes == {"train": 16, "valid": 8, "test": 8}
+    assert sizes == {"train": 16, "valid": 8, "test": 16}
     ids = [c.id for s in data.SPLITS for c in ds.clips(s)]
-    assert len(ids) == len(set(ids)) == 32, "a clip is in two subsets"
+    assert len(ids) == len(set(ids)) == 40, "a clip is in two subsets"
     for s in data.SPLITS:
         assert np.bincount(ds.labels(s), minlength=8).min() >= 1, f"{s} misses a genre"
     manifest = json.loads((tiny_synth / "dataset.json").read_text())
@@ -39,9 +39,9 @@ def test_audio_is_gtzan_like(tiny_synth):
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, tiny_synth):
-    again = synth.build(tmp_path / "again", clips_per_genre=4, seconds=3.0, seed=0, progress=False)
+    again = synth.build(tmp_path / "again", clips_per_genre=5, seconds=3.0, seed=0, progress=False)
     assert _digest(again) == _digest(tiny_synth)
-    other = synth.build(tmp_path / "other", clips_per_genre=4, seconds=3.0, seed=1, progress=False)
+    other = synth.build(tmp_path / "other", clips_per_genre=5, seconds=3.0, seed=1, progress=False)
     assert _digest(other) != _digest(tiny_synth)
 
 

@@ -1,0 +1,307 @@
+"""Accuracy measured by the grader, label-blind: the student's code sees audio and nothing else.
+
+Two sides:
+
+- The **parent** (the grader, :func:`measure`) holds the test set: it loads the test clips once per
+  batch (:func:`test_set`), shuffles their order with a secret permutation, and writes the waveforms
+  (no path, file name, clip id, genre or label) to a request file. For each submission it starts one
+  child with that file as standard input, reads the class probabilities of every part back from the
+  child's standard output, validates them (shape, finiteness, one row per clip; the metrics use each row's ranking, so scores
+  that are not normalised are graded as they rank)
+  and computes the metrics itself with the labels the child never had.
+- The **child** (``python -m autograder.measure SUBMISSION``, :func:`child_main`) runs in the
+  submission folder (in the sandbox when grading sandboxed). It moves its standard output aside
+  before importing any student code, so what the student prints cannot mix with the result, then
+  runs each requested part's pipeline with the student's own code on the checkpoint the notebook
+  saved: the student's model class, front end, segmentation and aggregation.
+
+Pipelines (:data:`PIPELINES`) are the ways of turning audio into clip probabilities; a part names
+one in :mod:`autograder.parts`. Several parts share a pipeline (parts 2 and 3 are both measured on
+segments with the student's aggregation).
+
+Request (standard input, ``.npz``): ``audio`` (all clips concatenated, float32), ``lengths`` (samples
+per clip) and ``request`` (JSON: the parts to measure). Response (standard output, ``.npz``): one array
+of probabilities (clips, classes) per part that worked, and ``facts`` (JSON: per part, what the
+checkpoint says, or ``{"error": one line}``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autograder import parts as parts_mod
+
+RESPONSE_LIMIT = 8 * 2**20  # bytes of the child's standard output kept (the response is a few KB)
+# what the child's environment never gets: where the data, caches and labels live
+HIDDEN_ENV = ("GENREKIT_DATA_DIR", "GENREKIT_CACHE_DIR", "GENRE_DATASET", "GENREKIT_WEIGHTS_DIR")
+
+
+class MeasureError(Exception):
+    """A problem of one part's measurement; one line, shown to the student."""
+
+
+# === child side: the student's code, audio only ======================================================
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:240]}" if text else type(err).__name__
+
+
+def student(path: str, submission: Path):
+    """Import ``path`` (``genre.module.name``) and check that it comes from the submission folder."""
+    from genrekit.checkpoint import import_class
+    obj = import_class(path)
+    module = sys.modules.get(getattr(obj, "__module__", ""), None)
+    origin = Path(getattr(module, "__file__", "") or "/").resolve()
+    if submission.resolve() not in origin.parents:
+        raise MeasureError(f"{path} was imported from {origin}, not from your submission")
+    return obj
+
+
+def _features(code: dict, submission: Path, audio: list[np.ndarray]) -> list[np.ndarray]:
+    """The student's front end on every clip, checked: (N_MELS, frames) finite float arrays."""
+    from genrekit import config
+    features = student(code["features"], submission)
+    out = []
+    for i, y in enumerate(audio):
+        with contextlib.redirect_stdout(io.StringIO()):
+            f = np.asarray(features(y.copy(), config.SAMPLE_RATE), dtype=np.float32)
+        if f.ndim != 2 or f.shape[0] != config.N_MELS or f.shape[1] < 1:
+            raise MeasureError(f"{code['features']} returned shape {f.shape} for test clip {i}, "
+                               f"expected ({config.N_MELS}, frames)")
+        if not np.all(np.isfinite(f)):
+            raise MeasureError(f"{code['features']} returned NaN or inf for test clip {i}")
+        out.append(f)
+    return out
+
+
+def _model(code: dict, submission: Path, ckpt_path: Path):
+    from genrekit import checkpoint
+    ckpt = checkpoint.load(ckpt_path)  # one-line CheckpointError naming the file
+    return ckpt, checkpoint.load_model(ckpt_path, cls=student(code["model"], submission))
+
+
+def pipeline_clips(part, submission: Path, ckpt_path: Path, audio: list[np.ndarray]):
+    """Part 1: the student's log-mel of each whole clip -> the student's model -> softmax."""
+    from genrekit import train
+    ckpt, model = _model(part.code, submission, ckpt_path)
+    feats = _features(part.code, submission, audio)
+    probs = train.predict_proba(model, train.stack(feats), batch_size=16)
+    return probs, {}, ckpt
+
+
+def pipeline_segments(part, submission: Path, ckpt_path: Path, audio: list[np.ndarray]):
+    """Parts 2 and 3: log-mel -> the student's segmentation at the checkpoint's segment length and hop
+    -> the student's model on every segment -> the student's aggregation (mean of probabilities)."""
+    import torch
+
+    from genrekit import config, train
+    ckpt, model = _model(part.code, submission, ckpt_path)
+    settings = (ckpt.get("extra") or {}).get("segments")
+    try:
+        seconds, hop = float(settings["seconds"]), float(settings["hop_seconds"])
+        assert 0 < seconds <= 30 and 0 < hop <= 30
+    except Exception:
+        raise MeasureError(f"{ckpt_path}: the checkpoint has no valid segment settings (save it with "
+                           f"extra={{'segments': {{'seconds': ..., 'hop_seconds': ...}}}})") from None
+    seg_frames, hop_frames = config.seconds_to_frames(seconds), config.seconds_to_frames(hop)
+    feats = _features(part.code, submission, audio)
+    segment = student(part.code["segment"], submission)
+    with contextlib.redirect_stdout(io.StringIO()):
+        segs, index = segment(feats, seg_frames, hop_frames)
+    segs = np.asarray(segs, dtype=np.float32)
+    index = np.asarray(index)
+    n = len(audio)
+    if segs.ndim != 3 or segs.shape[1:] != (config.N_MELS, seg_frames):
+        raise MeasureError(f"{part.code['segment']} returned segments of shape {segs.shape}, "
+                           f"expected (segments, {config.N_MELS}, {seg_frames})")
+    if index.shape != (len(segs),) or not np.issubdtype(index.dtype, np.integer):
+        raise MeasureError(f"{part.code['segment']} returned a clip index of shape {index.shape} "
+                           f"({index.dtype}), expected ({len(segs)},) integers")
+    if len(index) and (index.min() < 0 or index.max() >= n):
+        raise MeasureError(f"{part.code['segment']}: clip index outside 0..{n - 1}")
+    missing = np.setdiff1d(np.arange(n), index)
+    if len(missing):
+        raise MeasureError(f"{part.code['segment']} gave no segment for {len(missing)} of {n} test clips "
+                           f"(e.g. clip {missing[0]}, {len(audio[missing[0]]) / config.SAMPLE_RATE:.1f} s long)")
+    logits = train.predict_logits(model, torch.from_numpy(segs[:, None]), batch_size=64)
+    aggregate = student(part.code["aggregate"], submission)
+    with contextlib.redirect_stdout(io.StringIO()):
+        probs = aggregate(logits, index.astype(np.int64), n)
+    return probs, {"segment_seconds": seconds, "hop_seconds": hop, "segments": int(len(segs))}, ckpt
+
+
+PIPELINES = {"clips": pipeline_clips, "segments": pipeline_segments}
+
+
+def _plain_probs(probs, n: int, what: str) -> np.ndarray:
+    """The clip scores as a plain float32 array (n, classes), or MeasureError saying what is wrong."""
+    from genrekit import config
+    try:
+        arr = np.array(probs.detach().cpu().numpy() if hasattr(probs, "detach") else probs, dtype=np.float64)
+    except Exception as err:
+        raise MeasureError(f"{what} returned something that is not an array ({_first_line(err)})") from None
+    if arr.shape != (n, config.NUM_CLASSES):
+        raise MeasureError(f"{what} returned shape {arr.shape}, expected ({n}, {config.NUM_CLASSES}): "
+                           f"one row of class probabilities per clip")
+    if not np.all(np.isfinite(arr)):
+        raise MeasureError(f"{what} returned NaN or inf")
+    return arr.astype(np.float32)
+
+
+def run_child(submission: Path, request: dict, audio: list[np.ndarray]) -> tuple[dict, dict]:
+    """Measure the requested parts with the student's code: ({part: probs}, {part: facts or error})."""
+    results, facts = {}, {}
+    for spec in request["parts"]:
+        part = parts_mod.get(spec["id"])
+        try:
+            ckpt_path = Path(os.path.relpath(submission / part.checkpoint))  # named as the student knows it
+            probs, info, ckpt = PIPELINES[part.pipeline](part, submission, ckpt_path, audio)
+            what = part.code.get("aggregate", part.code["model"])
+            results[part.id] = _plain_probs(probs, len(audio), what)
+            facts[part.id] = {"checkpoint_dataset": str(ckpt.get("dataset", "")), **info}
+        except Exception as err:  # any failure of the student's code or files is a reason, not a crash
+            facts[part.id] = {"error": str(err).splitlines()[0][:300] if isinstance(err, MeasureError)
+                              else _first_line(err)}
+    return results, facts
+
+
+def child_main(argv=None) -> int:
+    """``python -m autograder.measure SUBMISSION`` with the request on standard input."""
+    submission = Path((argv or sys.argv[1:])[0]).resolve()
+    result_fd = os.dup(1)      # the result channel: the original standard output
+    os.dup2(2, 1)              # from here on, anything printed goes to standard error
+    sys.stdout = sys.stderr
+    import warnings
+    warnings.filterwarnings("ignore")
+    raw = sys.stdin.buffer.read()
+    sys.stdin.close()
+    with np.load(io.BytesIO(raw), allow_pickle=False) as req:
+        request = json.loads(bytes(req["request"]).decode())
+        audio = np.split(req["audio"], np.cumsum(req["lengths"])[:-1])
+    sys.path.insert(0, str(submission))
+    os.chdir(submission)
+    results, facts = run_child(submission, request, audio)
+    buf = io.BytesIO()
+    np.savez(buf, facts=np.frombuffer(json.dumps(facts).encode(), dtype=np.uint8), **results)
+    with os.fdopen(result_fd, "wb") as out:
+        out.write(buf.getvalue())
+    return 0
+
+
+# === parent side: the grader, with the labels ========================================================
+
+@dataclass
+class TestSet:
+    """The grader's test clips for one batch, in a secret shuffled order, and the request file."""
+    spec: str
+    labels: np.ndarray                 # (clips,) labels in the shuffled order; never leaves the parent
+    lengths: np.ndarray
+    request_dir: Path                  # private folder holding the audio file given to each child
+    skipped: list = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def request_file(self, part_ids) -> Path:
+        """The request (audio + parts to measure) as a file to give the child as its standard input."""
+        key = "-".join(part_ids)
+        path = self.request_dir / f"request-{key}.npz"
+        if not path.is_file():
+            request = {"parts": [{"id": p} for p in part_ids]}
+            with np.load(self.request_dir / "audio.npz") as audio:
+                tmp = path.with_suffix(".tmp")
+                with open(tmp, "wb") as f:
+                    np.savez(f, audio=audio["audio"], lengths=audio["lengths"],
+                             request=np.frombuffer(json.dumps(request).encode(), dtype=np.uint8))
+                os.replace(tmp, path)
+        return path
+
+
+def test_set(data_spec: str, workdir: Path | None = None, seed: int | None = None) -> TestSet:
+    """Load the test clips of ``data_spec`` once, shuffled with a secret order (``seed`` for tests).
+
+    A test clip that cannot be read is left out for every submission alike and listed in ``skipped``.
+    """
+    from genrekit import data
+    from genrekit.data import AudioError
+    ds = data.open_dataset(data_spec)
+    waves, labels, skipped = [], [], []
+    for clip in ds.clips("test"):
+        try:
+            waves.append(data.load_audio(clip.path))
+            labels.append(clip.label)
+        except AudioError as err:
+            skipped.append(str(err))
+    if not waves:
+        raise MeasureError(f"dataset {ds.spec} has no readable test clips")
+    rng = np.random.default_rng(seed if seed is not None else int.from_bytes(os.urandom(8), "little"))
+    order = rng.permutation(len(waves))
+    waves = [waves[i] for i in order]
+    lengths = np.array([len(w) for w in waves], dtype=np.int64)
+    request_dir = Path(tempfile.mkdtemp(prefix="measure-", dir=workdir))
+    os.chmod(request_dir, 0o700)
+    np.savez(request_dir / "audio.npz", audio=np.concatenate(waves).astype(np.float32), lengths=lengths)
+    return TestSet(ds.spec, np.asarray(labels, dtype=np.int64)[order], lengths, request_dir, skipped)
+
+
+def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None) -> dict:
+    """Accuracy of each part of the submission in ``folder``: {part: metrics + facts, or {"error": ...}}.
+
+    The student's code runs in one child process for all parts, with a time limit (``runner``:
+    a function like :func:`autograder.course.run_limited`, e.g. a sandboxed one). Never raises.
+    """
+    from autograder.course import nbgrader_env, run_limited, strip_ansi
+    from genrekit import metrics
+    part_ids = list(part_ids)
+    env = {k: v for k, v in nbgrader_env().items() if k not in HIDDEN_ENV}
+    env["PYTHONPATH"] = ""
+    cmd = [sys.executable, "-m", "autograder.measure", str(folder)]
+    res = (runner or run_limited)(cmd, folder, env, timeout, stdin=tests.request_file(part_ids),
+                                  stdout_limit=RESPONSE_LIMIT, binary_stdout=True)
+    if res.timed_out:
+        return {p: {"error": f"accuracy measurement took longer than {timeout:.0f} s (an endless loop in your code?)"}
+                for p in part_ids}
+    try:
+        with np.load(io.BytesIO(res.stdout), allow_pickle=False) as resp:
+            facts = json.loads(bytes(resp["facts"]).decode())
+            arrays = {p: np.array(resp[p]) for p in part_ids if p in resp.files}
+    except Exception:
+        err = [line for line in strip_ansi(res.stderr).splitlines() if line.strip()]
+        reason = err[-1][:200] if err else f"exit {res.returncode}"
+        return {p: {"error": f"accuracy measurement crashed: {reason}"} for p in part_ids}
+    out = {}
+    for p in part_ids:
+        fact = facts.get(p) if isinstance(facts, dict) else None
+        if not isinstance(fact, dict):
+            out[p] = {"error": "no result for this part"}
+        elif "error" in fact:
+            out[p] = {"error": strip_ansi(str(fact["error"]))[:300]}
+        elif p not in arrays:
+            out[p] = {"error": "no probabilities were returned"}
+        else:
+            try:
+                probs = _plain_probs(arrays[p], tests.n, "the measurement")
+            except MeasureError as err:
+                out[p] = {"error": str(err)}
+                continue
+            result = metrics.summary(tests.labels, probs)
+            result.update(fact)
+            result["dataset"] = tests.spec
+            result["predicted_classes"] = int(len(set(probs.argmax(1).tolist())))
+            out[p] = result
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())

@@ -1,0 +1,50 @@
+"""The parts of the homework, declared once.
+
+Release, the reference run, calibration, grading and the tests all read :data:`PARTS`; adding a part
+is one entry here plus its own code (its notebook, its student module, its hidden checks and, when it
+needs a new way of being measured, one pipeline in :mod:`autograder.measure`).
+
+An entry says:
+- ``id``: the key of its thresholds in ``thresholds.json`` and of its column in ``grades.csv``;
+- ``notebook``: the notebook (stem) that trains it and saves its checkpoint;
+- ``cell``: the ``grade_id`` of that notebook's test cell whose score the measured accuracy sets
+  (its points, in the notebook's nbgrader metadata, are the part's accuracy points);
+- ``checkpoint``: where the notebook saves the trained model, relative to the assignment folder;
+- ``pipeline``: how the grader measures it (a name in :data:`autograder.measure.PIPELINES`);
+- ``code``: the student's code that pipeline calls, role -> import path inside the student package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Part:
+    id: str
+    title: str
+    notebook: str
+    cell: str
+    checkpoint: str
+    pipeline: str
+    code: dict = field(default_factory=dict)
+
+
+PARTS: tuple[Part, ...] = (
+    Part(id="part1_baseline", title="1 baseline CNN (whole clips)", notebook="1_baseline", cell="test_accuracy",
+         checkpoint="checkpoints/part1_baseline.pt", pipeline="clips",
+         code={"model": "genre.models.BaselineCNN", "features": "genre.features.log_mel"}),
+    Part(id="part2_segments", title="2 segments, mean of probabilities", notebook="2_segments",
+         cell="test_accuracy_segments", checkpoint="checkpoints/part2_segments.pt", pipeline="segments",
+         code={"model": "genre.models.BaselineCNN", "features": "genre.features.log_mel",
+               "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"}),
+)
+
+BY_ID: dict[str, Part] = {p.id: p for p in PARTS}
+
+
+def get(part_id: str) -> Part:
+    """The part called ``part_id``; KeyError (one line) names the parts that exist."""
+    if part_id not in BY_ID:
+        raise KeyError(f"unknown part '{part_id}' (have {', '.join(BY_ID)})")
+    return BY_ID[part_id]

@@ -1,0 +1,147 @@
+"""The grader's accuracy measurement (autograder/measure.py): label-blind, order-blind, with one-line
+reasons for bad student output, on a tiny dataset and untrained checkpoints (fast)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from autograder import measure
+from autograder.course import ASSIGNMENT, SOLUTIONS
+from autograder.parts import PARTS
+
+PART_IDS = [p.id for p in PARTS]
+SAVE = ("import torch; from genre.models import BaselineCNN; from genrekit import checkpoint;"
+        "torch.manual_seed(0); m = BaselineCNN();"
+        "checkpoint.save('checkpoints/part1_baseline.pt', m, dataset='synthetic:default', seed=0);"
+        "checkpoint.save('checkpoints/part2_segments.pt', m, dataset='synthetic:default', seed=0,"
+        " extra={'segments': {'seconds': 1.0, 'hop_seconds': 0.5}})")
+
+
+@pytest.fixture(scope="module")
+def tests(tiny_synth, tmp_path_factory):
+    t = measure.test_set(str(tiny_synth), workdir=tmp_path_factory.mktemp("request"), seed=1)
+    yield t
+    shutil.rmtree(t.request_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def submission(tmp_path):
+    folder = tmp_path / "sub"
+    shutil.copytree(SOLUTIONS / ASSIGNMENT, folder, ignore=shutil.ignore_patterns("checkpoints", "__pycache__", "*.ipynb"))
+    res = subprocess.run([sys.executable, "-c", SAVE], cwd=folder, capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "PYTHONPATH": str(folder)})
+    assert res.returncode == 0, res.stderr[-400:]
+    return folder
+
+
+def _edit(folder, rel, old, new):
+    text = (folder / rel).read_text()
+    assert old in text
+    (folder / rel).write_text(text.replace(old, new, 1))
+
+
+def test_reference_code_is_measured_for_every_part(submission, tests):
+    out = measure.measure(submission, PART_IDS, tests, timeout=120)
+    for part in PART_IDS:
+        assert "error" not in out[part], out[part]
+        assert out[part]["n"] == tests.n == 16 and 0 <= out[part]["accuracy"] <= 1
+    assert out["part2_segments"]["segment_seconds"] == 1.0 and out["part2_segments"]["segments"] >= 8
+
+
+def test_the_test_order_is_secret(tiny_synth, tmp_path):
+    """Clips reach the child shuffled: the split list's genre order says nothing about the labels."""
+    orders = {tuple(measure.test_set(str(tiny_synth), workdir=tmp_path, seed=s).labels) for s in range(4)}
+    assert len(orders) > 1 and tuple(sorted(next(iter(orders)))) not in orders
+
+
+def test_the_students_code_sees_audio_only(submission, tests, tmp_path):
+    """A front end that hunts for labels (call stack, objects in memory, environment, arguments, working
+    folder, open files) finds nothing: no path, clip id, genre or label reaches its process."""
+    found = tmp_path / "found.json"
+    spy = f'''
+def _hunt():
+    import gc, inspect, json, os, sys
+    from genrekit import config
+    words = [g for g in config.GENRES] + [".wav", "label", "splits"]
+    hits = []
+    def look(where, value):
+        text = repr(value)[:2000]
+        if any(w in text for w in words):
+            hits.append(where + ": " + text[:120])
+    for frame in inspect.stack():
+        for name, value in frame.frame.f_locals.items():
+            if isinstance(value, dict) and "__name__" in value:
+                continue  # a module's namespace (its docstring and code)
+            if name.startswith("__") or callable(value) or inspect.ismodule(value) or name in (
+                    "words", "hits", "look", "config", "frame", "name", "value"):
+                continue  # code and docs, not data
+            look("frame " + frame.function + "." + name, value)
+    for obj in gc.get_objects():
+        if type(obj).__name__ in ("Clip", "Dataset", "TestSet"):
+            hits.append("object " + type(obj).__name__)
+    look("environ", {{k: v for k, v in os.environ.items() if k.startswith(("GENRE", "GENREKIT"))}})
+    look("argv", sys.argv)
+    look("cwd listing", os.listdir("."))
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            look("fd " + fd, os.readlink("/proc/self/fd/" + fd))
+        except OSError:
+            pass
+    open({str(found)!r}, "w").write(json.dumps(hits))
+'''
+    _edit(submission, "genre/features.py", "def log_mel(", spy + "\n\ndef log_mel(")
+    _edit(submission, "genre/features.py", "    ### BEGIN SOLUTION\n", "    ### BEGIN SOLUTION\n    _hunt()\n")
+    out = measure.measure(submission, ["part1_baseline"], tests, timeout=120)
+    assert "error" not in out["part1_baseline"], out
+    hits = json.loads(found.read_text())
+    assert hits == [], hits
+
+
+def test_printing_does_not_disturb_the_result(submission, tests):
+    _edit(submission, "genre/features.py", "    ### BEGIN SOLUTION\n",
+          "    ### BEGIN SOLUTION\n    print('PK\\x03\\x04 noise', flush=True)\n    import os; os.write(1, b'raw bytes on fd 1')\n")
+    out = measure.measure(submission, PART_IDS, tests, timeout=120)
+    assert all("accuracy" in out[p] for p in PART_IDS), out
+
+
+@pytest.mark.parametrize("old, new, part, message", [
+    ("    return sums / counts[:, None]", "    return (sums / counts[:, None])[:-1]", "part2_segments",
+     "returned shape (15, 8), expected (16, 8)"),
+    ("    return sums / counts[:, None]", "    return sums * np.nan", "part2_segments", "returned NaN or inf"),
+    ("    return np.concatenate(cut).astype(np.float32, copy=False), clip_index",
+     "    return np.concatenate(cut)[:, :, :-1], clip_index", "part2_segments", "expected (segments, 96,"),
+    ("    return np.concatenate(cut).astype(np.float32, copy=False), clip_index",
+     "    return np.concatenate(cut[1:]), clip_index[len(cut[0]):]", "part2_segments", "gave no segment for 1 of 16 test clips"),
+    ("    mel_power = librosa", "    return np.zeros((12, 3), np.float32)\n    mel_power = librosa", "part1_baseline",
+     "returned shape (12, 3) for test clip 0, expected (96, frames)"),
+])
+def test_bad_student_output_gets_one_line_reason(submission, tests, old, new, part, message):
+    rel = "genre/segments.py" if part == "part2_segments" else "genre/features.py"
+    _edit(submission, rel, old, new)
+    out = measure.measure(submission, PART_IDS, tests, timeout=120)
+    assert message in out[part]["error"] and "\n" not in out[part]["error"], out[part]
+    if part == "part2_segments":
+        assert "accuracy" in out["part1_baseline"], "one part's failure leaves the others measured"
+
+
+def test_checkpoint_without_segment_settings(submission, tests):
+    import torch
+    path = submission / "checkpoints" / "part2_segments.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["extra"] = {}
+    torch.save(ckpt, path)
+    out = measure.measure(submission, ["part2_segments"], tests, timeout=120)
+    assert "no valid segment settings" in out["part2_segments"]["error"]
+
+
+def test_a_crash_or_a_timeout_is_reported_for_every_part(submission, tests):
+    _edit(submission, "genre/features.py", "import librosa", "import os\nos._exit(3)\nimport librosa")
+    out = measure.measure(submission, PART_IDS, tests, timeout=120)
+    assert all("crashed" in out[p]["error"] or "error" in out[p] for p in PART_IDS)
+    _edit(submission, "genre/features.py", "os._exit(3)", "import time; time.sleep(60)")
+    out = measure.measure(submission, PART_IDS, tests, timeout=5)
+    assert all("longer than 5 s" in out[p]["error"] for p in PART_IDS)

@@ -1,0 +1,49 @@
+"""The part registry (autograder/parts.py) agrees with the notebooks, the student package, the
+thresholds and the measurement pipelines: everything that reads it can rely on it."""
+
+import importlib
+import sys
+
+import nbformat
+import pytest
+
+from autograder import grade, measure, thresholds
+from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, SOLUTIONS
+from autograder.parts import PARTS, get
+
+
+@pytest.mark.parametrize("part", PARTS, ids=lambda p: p.id)
+def test_each_part_is_complete(part):
+    for root in (SOLUTIONS, ASSIGNMENT_DIR):
+        assert (root / ASSIGNMENT / f"{part.notebook}.ipynb").is_file(), f"{part.notebook} missing in {root.name}"
+    assert grade.cell_points(part.notebook, part.cell) > 0, f"{part.cell} must be a graded cell with points"
+    assert part.pipeline in measure.PIPELINES
+    assert part.checkpoint.startswith("checkpoints/") and part.checkpoint.endswith(".pt")
+    assert thresholds.entry(part.id, "synthetic:default")["pass"] > 0
+    nb = nbformat.read(SOLUTIONS / ASSIGNMENT / f"{part.notebook}.ipynb", as_version=4)
+    assert any(part.checkpoint in cell.source for cell in nb.cells), "the notebook saves the checkpoint the grader reads"
+
+
+def test_the_student_code_each_part_names_exists_in_the_reference():
+    sys.path.insert(0, str(SOLUTIONS / ASSIGNMENT))
+    try:
+        for part in PARTS:
+            for role, path in part.code.items():
+                module, _, name = path.rpartition(".")
+                assert hasattr(importlib.import_module(module), name), f"{part.id}: {role} {path} not found"
+    finally:
+        sys.path.pop(0)
+        for name in [m for m in sys.modules if m == "genre" or m.startswith("genre.")]:
+            del sys.modules[name]
+
+
+def test_ids_are_unique_across_the_assignment():
+    """grades.csv and the results key scores by grade id: two notebooks may not share one."""
+    ids = [gid for _, gid, _ in grade.grade_cells()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert len({p.id for p in PARTS}) == len(PARTS) and len({p.checkpoint for p in PARTS}) == len(PARTS)
+
+
+def test_unknown_part_is_a_one_line_error():
+    with pytest.raises(KeyError, match="unknown part 'part9'"):
+        get("part9")
