@@ -15,13 +15,11 @@ SEEDS ?= 3
 
 export GENREKIT_DATA_DIR ?= $(CURDIR)/data
 export GENREKIT_CACHE_DIR ?= $(CURDIR)/data/cache
-export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONWARNINGS := ignore
 # OpenMP busy-waiting makes torch 6-60x slower whenever another process is busy (measured): wait passively
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv reference test release grade calibrate data data-gtzan bench clean
+.PHONY: venv reference test release grade calibrate data data-gtzan bench musicnn-check clean
 
 venv: $(STAMP)
 
@@ -61,6 +59,23 @@ data-gtzan: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# genrekit.musicnn (PyTorch) against live TensorFlow, in a separate venv with requirements-tf.txt
+# (not part of `make test`: the committed golden fixture stands in for TensorFlow there)
+TF_VENV := .venv-tf
+TF_STAMP := $(TF_VENV)/.installed
+
+$(TF_STAMP): requirements.txt requirements-nodeps.txt requirements-tf.txt pyproject.toml
+	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(if $(TORCH_INDEX),$(TF_VENV)/bin/python -m pip install -q torch==2.13.0 --index-url $(TORCH_INDEX))
+	$(TF_VENV)/bin/python -m pip install -q -r requirements.txt -r requirements-tf.txt
+	$(TF_VENV)/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(TF_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $(TF_STAMP)
+
+musicnn-check: $(TF_STAMP)
+	$(TF_VENV)/bin/python -m data_scripts.musicnn_golden --live
 
 clean:
 	rm -rf out build .pytest_cache

@@ -147,21 +147,23 @@ def differences(reference: dict, ours: dict) -> dict[str, float]:
     return out
 
 
-def report(diffs: dict[str, float], against: str) -> int:
-    """Print the worst difference per model and layer; returns 0 when all are within TOLERANCE."""
+def report(diffs: dict[str, float], what: str, against: str) -> int:
+    """Print the worst difference of ``what`` from ``against`` per model and layer; returns 0 when all
+    are within TOLERANCE, else 1 (with a one-line error on stderr)."""
+    print(f"{what} vs {against} (max |difference| / max(1, max |reference|), worst case):")
     worst: dict[str, tuple[float, str]] = {}
     for k, d in diffs.items():
         model, case, layer = k.split(".")
         if d >= worst.get(f"{model}/{layer}", (-1.0, ""))[0]:
             worst[f"{model}/{layer}"] = (d, case)
     for name, (d, case) in sorted(worst.items()):
-        print(f"{name:<28} worst relative difference {d:.2e} ({case})")
+        print(f"  {name:<26} worst {d:.2e} ({case})")
     bad = [k for k, d in diffs.items() if not d <= TOLERANCE]
     if bad:
-        print(f"error: {len(bad)} outputs differ from {against} by more than {TOLERANCE:g} (first: {bad[0]})",
-              file=sys.stderr)
+        print(f"error: {len(bad)} outputs of {what} differ from {against} by more than {TOLERANCE:g} "
+              f"(first: {bad[0]})", file=sys.stderr)
         return 1
-    print(f"genrekit.musicnn equals {against} within {TOLERANCE:g} ({len(diffs)} outputs)")
+    print(f"{what} equals {against} within {TOLERANCE:g} ({len(diffs)} outputs)")
     return 0
 
 
@@ -199,11 +201,9 @@ def main(argv=None) -> int:
         ours = port_outputs(sigs)
         if args.live:
             live = tensorflow_outputs(sigs)
-            print("TensorFlow now vs the committed fixture:")
-            report(differences(golden, live), "the fixture")
-            print("genrekit.musicnn vs TensorFlow now:")
-            return report(differences(live, ours), "TensorFlow")
-        return report(differences(golden, ours), "the fixture")
+            drift = report(differences(golden, live), "TensorFlow now", "the committed fixture")
+            return report(differences(live, ours), "genrekit.musicnn", "TensorFlow now") or drift
+        return report(differences(golden, ours), "genrekit.musicnn", "the committed fixture")
     except ImportError as err:
         print(f"error: {err.name or err} is not installed (pip install -r requirements-tf.txt; or make musicnn-check)",
               file=sys.stderr)

@@ -100,6 +100,7 @@ class BadAudioError(MusicnnError):
 
 # --- front end: log-mel patches (numpy / librosa) ------------------------------------------------
 
+
 def frames_per_segment(segment_seconds: float) -> int:
     """Spectrogram frames in one patch of ``segment_seconds`` (as musicnn: 3.0 s -> 187 frames)."""
     if not segment_seconds > 0:
@@ -244,6 +245,7 @@ class ConvBlock1d(nn.Module):
     def forward(self, x):  # (B, in_channels, T)
         return self.bn(F.relu(self.conv(x)))  # (B, filters, T)
 
+
 class MidEnd(nn.Module):
     """Dense 1-D convolutions: three layers, the last two residual; every layer's output is kept."""
 
@@ -258,6 +260,7 @@ class MidEnd(nn.Module):
         c2 = self.conv2(c1) + c1                    # (B, 64, T)
         c3 = self.conv3(c2) + c2                    # (B, 64, T)
         return torch.cat([front, c1, c2, c3], 1)    # (B, 753, T): dense connections
+
 
 class BackEnd(nn.Module):
     """Temporal max and mean pooling -> batch norm -> dense (penultimate) -> batch norm -> tag logits."""
@@ -276,6 +279,7 @@ class BackEnd(nn.Module):
         return {"max_pool": max_pool, "mean_pool": mean_pool, "penultimate": penultimate,
                 "taggram": torch.sigmoid(self.logits(penultimate))}          # taggram (B, 50)
 
+
 class Musicnn(nn.Module):
     """musicnn (Pons & Serra 2019): front end -> mid-end -> back end. ``forward`` maps patches
     (B, frames, 96) float32 to a dict of every layer in LAYERS, each (B, size)."""
@@ -291,6 +295,7 @@ class Musicnn(nn.Module):
 
 
 # --- weights: TensorFlow checkpoint -> torch state_dict (cached) -----------------------------------
+
 
 def _tf_names() -> dict[str, tuple[str, str]]:
     """torch block -> (TensorFlow conv/dense scope, batch-norm scope), in the order musicnn's graph
@@ -481,6 +486,7 @@ def clear() -> None:
 
 
 # --- public API ------------------------------------------------------------------------------------
+
 
 def embed_batch(clips, sr: int = config.SAMPLE_RATE, model: str = "MSD_musicnn", layer: str = "max_pool",
                 segment_seconds: float = 3.0, hop_seconds: float | None = None,

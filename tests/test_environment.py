@@ -23,3 +23,11 @@ def test_every_requirement_is_pinned_and_torch_exact():
     assert all("==" in r for r in reqs), [r for r in reqs if "==" not in r]
     assert "torch==2.13.0" in reqs
     assert not any(r.split("==")[0] in ("torchvision", "torchaudio") for r in reqs)
+
+
+def test_tensorflow_only_in_the_optional_extra():
+    """TensorFlow is not in the default environment (genrekit.musicnn runs in PyTorch); the optional
+    requirements-tf.txt (make musicnn-check) pins it exactly."""
+    default = {r.split("==")[0].lower() for r in _reqs("requirements.txt") | _reqs("requirements-nodeps.txt")}
+    assert not default & {"tensorflow", "tf_keras", "tf-keras", "keras"}
+    assert _reqs("requirements-tf.txt") == {"tensorflow==2.21.0", "tf_keras==2.21.0"}
