@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     rows = [("musicnn MSD max_pool, genrekit (torch)", "s per 30 s clip", f"{ours['clip_s']:.3f}",
              f"cpu {ours['clip_cpu_s']:.3f} s; log-mel {ours['logmel_s']:.3f} + network {ours['network_s']:.3f}; "
              f"{ours['batch8_clip_s']:.3f} per clip in batches of 8; first call {ours['startup_s']:.1f} s"
-             + ("" if with_tf else "; TensorFlow not installed: no ratio (make musicnn-check)"))]
+             + ("" if with_tf else "; no TensorFlow here, so no ratio (run this in the .venv-tf of make musicnn-check)"))]
     if with_tf:
         tf = bench_musicnn_tensorflow(y, args.repeats)
         if "clip_s" in tf:
