@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,10 +63,11 @@ class Finished:
     returncode: int | None
     stdout: str | bytes
     stderr: str
+    breach: str = ""   # a limit the run was stopped for by the grader's watchdog (e.g. disk)
 
     @property
     def timed_out(self) -> bool:
-        return self.returncode is None
+        return self.returncode is None and not self.breach
 
 
 def _tail(handle, limit: int = 65_536, binary: bool = False):
@@ -89,32 +91,52 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
+OUTPUT_LIMIT = 64 * 2**20  # bytes a run may write to its standard output and error (temporary files)
+
+
 def run_limited(cmd: list[str], cwd: Path, env: dict, timeout: float | None, *, stdin: Path | None = None,
-                stdout_limit: int = 65_536, binary_stdout: bool = False) -> Finished:
+                stdout_limit: int = 65_536, binary_stdout: bool = False, watchdog=None) -> Finished:
     """Run ``cmd`` with a time limit; on timeout kill its whole process tree. Output goes to temporary
     files (only the last ``stdout_limit`` bytes of standard output and 64 KiB of standard error are
-    kept), so a chatty submission cannot exhaust memory. ``stdin``: a file given as standard input."""
+    kept; a run that writes more than OUTPUT_LIMIT is stopped), so a chatty submission cannot exhaust
+    memory or disk. ``stdin``: a file given as standard input. ``watchdog``: a function polled every
+    second while the run goes on, returning the reason to stop it (a limit exceeded) or None."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             (open(stdin, "rb") if stdin else contextlib.nullcontext(subprocess.DEVNULL)) as inp:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=inp,
                                 start_new_session=True)
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_tree(proc.pid)
-            proc.wait()
-            code = None
-        return Finished(code, _tail(out, stdout_limit, binary_stdout), _tail(err))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        code, breach = None, ""
+        while True:
+            try:
+                code = proc.wait(timeout=1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if os.fstat(out.fileno()).st_size + os.fstat(err.fileno()).st_size > OUTPUT_LIMIT:
+                breach = f"output limit {OUTPUT_LIMIT // 2**20} MB exceeded"
+            elif watchdog is not None:
+                breach = watchdog() or ""
+            if breach or (deadline is not None and time.monotonic() >= deadline):
+                kill_tree(proc.pid)
+                proc.wait()
+                code = None
+                break
+        return Finished(code, _tail(out, stdout_limit, binary_stdout), _tail(err), breach)
 
 
 def strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
-def run_nbgrader(course_root: Path, *args: str, timeout: float | None = None, env: dict | None = None) -> Finished:
-    """Run ``nbgrader ARGS`` in ``course_root``; raises GradingError (one line) on failure or timeout."""
+def run_nbgrader(course_root: Path, *args: str, timeout: float | None = None, env: dict | None = None,
+                 runner=None) -> Finished:
+    """Run ``nbgrader ARGS`` in ``course_root``; raises GradingError (one line) on failure or timeout.
+    ``runner``: a function like :func:`run_limited` (e.g. one that runs it in the sandbox)."""
     cmd = [sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"]
-    res = run_limited(cmd, course_root, env or nbgrader_env(), timeout)
+    res = (runner or run_limited)(cmd, course_root, env or nbgrader_env(), timeout)
+    if res.breach:
+        raise GradingError(f"nbgrader {args[0]} stopped: {res.breach}")
     if res.timed_out:
         raise GradingError(f"nbgrader {args[0]} took longer than {timeout:.0f} s")
     if res.returncode != 0:

@@ -28,9 +28,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
+import html
 import json
+import os
 import re
 import shutil
+import stat
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autograder import measure as measuring
+from autograder import sandbox as sandboxing
 from autograder import thresholds
 from autograder.course import ASSIGNMENT, SOLUTIONS, GradingError, run_nbgrader, write_config
 from autograder.parts import PARTS
@@ -49,6 +54,14 @@ SUBMISSION_JUNK = ("__pycache__", "*.pyc", ".ipynb_checkpoints", ".DS_Store")
 ALLOWED = ("*.ipynb", "genre/*.py", "genre/**/*.py", "checkpoints/*.pt")
 MAX_FILE_BYTES = 512 * 2**20
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+# archives: refused beyond these (a zip bomb costs its own submission, never the batch)
+ZIP_MAX_MEMBERS = 5_000
+ZIP_MAX_BYTES = 2 * 2**30
+ZIP_MAX_RATIO = 200          # uncompressed / compressed size of one member (above 1 MB)
+FEEDBACK_OUTPUT_CHARS = 2_000  # of each output of a student's cell kept in the feedback
+UNSANDBOXED = "graded WITHOUT sandbox (--no-sandbox): student code ran with the grader's rights"
+CSP = ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+       'style-src \'unsafe-inline\'">')
 
 
 @dataclass
@@ -194,15 +207,177 @@ def score_accuracy(measured: dict, lim: dict, max_points: float) -> tuple[float,
     return pts, comment
 
 
+def refuse_links(folder: Path) -> None:
+    """GradingError naming the first symbolic link (or other non-regular file) in a submission."""
+    if folder.is_symlink():
+        raise GradingError(f"submission refused: its folder {folder.name} is a symbolic link")
+    for dirpath, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(dirpath) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise GradingError(f"submission refused: symbolic link {path.relative_to(folder).as_posix()}")
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise GradingError(f"submission refused: special file {path.relative_to(folder).as_posix()}")
+
+
+def scrub(folder: Path) -> None:
+    """After a sandboxed run: remove links and special files the student's code left in its scratch
+    copy, and give everything back to the grader, so nothing read later can point outside."""
+    if not folder.is_dir():
+        return
+    for dirpath, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(dirpath) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                path.unlink()
+                continue
+            os.lchown(path, 0, 0) if os.geteuid() == 0 else None
+            os.chmod(path, 0o755 if stat.S_ISDIR(mode) else 0o644)
+
+
+def lock_scratch(course: Path) -> None:
+    """Inside the sandbox the student's user may pass through the scratch course folder to its
+    notebooks, never read the instructor's notebooks or the gradebook, never write what nbgrader writes."""
+    os.chmod(course, 0o711)
+    for name in ("source", "submitted"):
+        if (course / name).exists():
+            os.chmod(course / name, 0o700)
+    for f in course.iterdir():
+        if f.is_file():
+            os.chmod(f, 0o600)
+
+
+BREACHES = (  # what a limit looks like in a cell's error output -> the limit's name in Limits.describe
+    (re.compile(r"MemoryError|Unable to allocate|Cannot allocate memory|std::bad_alloc|DefaultCPUAllocator"), "memory"),
+    (re.compile(r"File too large|Errno 27"), "file"),
+    (re.compile(r"Resource temporarily unavailable|can't start new thread|Errno 11"), "processes"),
+    (re.compile(r"No space left on device|Errno 28"), "tmp"),
+)
+
+
+def _cells_with(nb_path: Path):
+    import nbformat
+    try:
+        return nbformat.read(nb_path, as_version=4).cells
+    except Exception:
+        return []
+
+
+def breaches(autograded: Path, limits: sandboxing.Limits) -> list[str]:
+    """Limits a notebook's cells ran into, named with the cell ("memory limit 4 GB exceeded in 1_baseline cell 7")."""
+    found = []
+    for nb_path in sorted(autograded.glob("*.ipynb")):
+        if not nb_path.is_file() or nb_path.is_symlink():
+            continue
+        for i, cell in enumerate(_cells_with(nb_path)):
+            text = " ".join(f"{o.get('ename', '')} {o.get('evalue', '')} {o.get('text', '')}"[:4000]
+                            for o in cell.get("outputs", []) if o.get("output_type") in ("error", "stream"))
+            for pattern, kind in BREACHES:
+                if pattern.search(text):
+                    found.append(f"{limits.describe(kind)} exceeded in {nb_path.stem} cell {i + 1}")
+                    break
+    return found
+
+
+def tampering(submitted: Path) -> list[str]:
+    """What a submitted notebook changed in the assignment's graded and locked cells (nbgrader restores
+    them from the source at autograde; the row says what was found)."""
+    import nbformat
+    found = []
+    for src_path in sorted((SOLUTIONS / ASSIGNMENT).glob("*.ipynb")):
+        expected = {c.metadata["nbgrader"]["grade_id"]: c for c in nbformat.read(src_path, as_version=4).cells
+                    if c.metadata.get("nbgrader", {}).get("locked") or c.metadata.get("nbgrader", {}).get("grade")}
+        cells = _cells_with(submitted / src_path.name) if (submitted / src_path.name).is_file() else None
+        if cells is None:
+            found.append(f"{src_path.stem}: notebook missing")
+            continue
+        seen: dict[str, int] = {}
+        for cell in cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            gid = meta.get("grade_id")
+            if gid not in expected:
+                if meta.get("grade") and gid:
+                    found.append(f"{src_path.stem}: unknown graded cell '{str(gid)[:40]}'")
+                continue
+            seen[gid] = seen.get(gid, 0) + 1
+            ref = expected[gid].metadata["nbgrader"]
+            if meta.get("grade") and float(meta.get("points") or 0) != float(ref.get("points") or 0):
+                found.append(f"{src_path.stem}: points of '{gid}' changed")
+            if ref.get("grade") and not ref.get("solution") and "### BEGIN HIDDEN TESTS" not in expected[gid].source \
+                    and cell.get("source", "").strip() != expected[gid].source.strip():
+                found.append(f"{src_path.stem}: test cell '{gid}' edited")
+        for gid, cell in expected.items():
+            if cell.metadata["nbgrader"].get("grade") and seen.get(gid, 0) == 0:
+                found.append(f"{src_path.stem}: test cell '{gid}' deleted")
+            elif seen.get(gid, 0) > 1:
+                found.append(f"{src_path.stem}: cell '{gid}' duplicated")
+    return found
+
+
+def _plain_output(output: dict) -> dict:
+    """One cell output as escaped-safe plain text, truncated: no HTML, script, SVG or widget survives."""
+    import nbformat
+    kind = output.get("output_type")
+    if kind == "stream":
+        text = str(output.get("text", ""))
+    elif kind == "error":
+        text = f"{output.get('ename', '')}: {output.get('evalue', '')}"
+    else:
+        data = output.get("data", {})
+        if "image/png" in data and isinstance(data["image/png"], str) and len(data["image/png"]) < 2_000_000:
+            return nbformat.v4.new_output("display_data", data={"image/png": data["image/png"]})
+        text = str(data.get("text/plain", ""))
+    if len(text) > FEEDBACK_OUTPUT_CHARS:
+        text = text[:FEEDBACK_OUTPUT_CHARS] + f"\n... ({len(text) - FEEDBACK_OUTPUT_CHARS} more characters cut)"
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+
+def sanitize_for_feedback(autograded: Path) -> None:
+    """Rewrite the autograded notebooks the feedback is made from: outputs as truncated plain text
+    (or PNG images), the student's own markdown escaped, no attachments, no raw cells."""
+    import nbformat
+    for nb_path in sorted(autograded.glob("*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        for cell in nb.cells:
+            cell.pop("attachments", None)
+            if cell.cell_type == "code":
+                cell.outputs = [_plain_output(o) for o in cell.get("outputs", [])][:20]
+            elif cell.cell_type == "raw":
+                cell.source = html.escape(cell.source)
+            elif cell.cell_type == "markdown" and not cell.metadata.get("nbgrader", {}).get("locked"):
+                cell.source = html.escape(cell.source).replace("javascript:", "javascript&#58;")
+        nbformat.write(nb, nb_path)
+
+
+def protect_feedback(folder: Path) -> None:
+    """Every feedback page forbids scripts (Content-Security-Policy), whatever it contains."""
+    for page in folder.rglob("*.html"):
+        text = page.read_text(errors="replace")
+        page.write_text(text.replace("<head>", "<head>\n" + CSP, 1) if "<head>" in text else CSP + text)
+
+
 def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: measuring.TestSet,
-              cell_timeout: int, accuracy_timeout: float, limits: dict) -> Result:
-    """Grade one submission in ``work`` (its own course folder); never raises."""
+              cell_timeout: int, accuracy_timeout: float, limits: dict, sandbox: sandboxing.Sandbox | None = None,
+              autograde_timeout: float | None = None, heldout: measuring.TestSet | None = None) -> Result:
+    """Grade one submission in ``work`` (its own course folder); never raises.
+
+    With ``sandbox`` every run of student code (the autograde kernels, the accuracy child) is in
+    bubblewrap; without, the row says it was graded unsandboxed. ``heldout``: a second, never released
+    test set whose accuracy gives the points (the public one is shown beside it)."""
     start = time.perf_counter()
     result = Result(student)
     course = work / "course"
+    slot = sandbox.acquire() if sandbox else 0
     try:
         if not STUDENT_ID.match(student):
-            raise GradingError(f"'{student}' is not a valid student id (letters, digits, _ . @ -)")
+            raise GradingError(f"'{student[:60]}' is not a valid student id (letters, digits, _ . @ -)")
+        if isinstance(submitted, Exception):
+            raise submitted
+        if sandbox is None:
+            result.problems.append(UNSANDBOXED)
+        refuse_links(submitted)
         if work.exists():
             shutil.rmtree(work)
         shutil.copytree(template, course, ignore=shutil.ignore_patterns("release"))
@@ -210,19 +385,36 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
         dest = course / "submitted" / student / ASSIGNMENT
         dest.mkdir(parents=True)
         result.ignored = copy_allowed(find_assignment_folder(submitted), dest)
+        result.problems += [f"tampered: {t}" for t in tampering(dest)]
         n_cells = len(grade_cells()) + 8
         autograde_error = None
+        runner = None
+        if sandbox:
+            lock_scratch(course)
+            runner = sandbox.runner([course], slot=slot, nbgrader=True)
         try:
             run_nbgrader(course, "autograde", ASSIGNMENT, f"--student={student}", "--force",
-                         timeout=cell_timeout * n_cells + 120)
+                         timeout=autograde_timeout or cell_timeout * n_cells + 120, runner=runner)
         except GradingError as err:
             autograde_error = str(err)
             result.problems.append(f"autograde: {err}")
+        finally:
+            scrub(course / "autograded")
+        if sandbox:
+            result.problems += breaches(course / "autograded" / student / ASSIGNMENT, sandbox.limits)
         db = course / "gradebook.db"
-        measured_all = measuring.measure(dest, [p.id for p in PARTS], tests, accuracy_timeout)
+        part_ids = [p.id for p in PARTS]
+        measure_runner = sandbox.runner([], slot=slot, readable=[dest]) if sandbox else None
+        measured_all = measuring.measure(dest, part_ids, tests, accuracy_timeout, runner=measure_runner)
+        public_all = None
+        if heldout is not None:
+            public_all = measured_all
+            measured_all = measuring.measure(dest, part_ids, heldout, accuracy_timeout, runner=measure_runner)
         for part in PARTS:
             measured = measured_all[part.id]
             pts, comment = score_accuracy(measured, limits[part.id], cell_points(part.notebook, part.cell))
+            if public_all is not None:
+                pts, comment = heldout_verdict(measured, public_all[part.id], limits[part.id], pts, comment, result)
             if "error" in measured:
                 result.problems.append(f"{part.id}: {measured['error']}")
             measured.update({"points": pts, "comment": comment})
@@ -232,11 +424,16 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
         if autograde_error is None:
             result.scores, result.max_scores = _scores_from_db(db, student)
             try:
+                sanitize_for_feedback(course / "autograded" / student / ASSIGNMENT)
                 run_nbgrader(course, "generate_feedback", ASSIGNMENT, f"--student={student}", timeout=300)
+                protect_feedback(course / "feedback")
             except GradingError as err:
                 result.problems.append(f"feedback: {err}")
     except Exception as err:  # a grading problem of this submission, reported in its row
         result.problems.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    finally:
+        if sandbox:
+            sandbox.release(slot)
     if not result.scores:  # autograde failed: notebook tests 0, accuracy as measured
         result.scores = {gid: 0.0 for _, gid, _ in grade_cells()}
         result.max_scores = {gid: pts for _, gid, pts in grade_cells()}
@@ -246,18 +443,64 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
     return result
 
 
+def heldout_verdict(held: dict, public: dict, lim: dict, pts: float, comment: str, result: Result):
+    """Points from the held-out set; the public test accuracy beside it; a gap beyond the calibrated
+    spread flagged for the instructor."""
+    if "accuracy" not in held or "accuracy" not in public:
+        return pts, comment
+    held["public_accuracy"] = public["accuracy"]
+    gap = public["accuracy"] - held["accuracy"]
+    spread = float(lim.get("heldout_gap", 0.15))
+    comment += f" Public test accuracy {public['accuracy']:.3f} (held-out set {held['accuracy']:.3f})."
+    if gap > spread:
+        held["flag"] = f"public test accuracy {gap:.2f} above the held-out one (spread {spread:.2f}): trained on the test set?"
+        result.problems.append(f"instructor: {held['flag']}")
+    return pts, comment
+
+
 # --- the batch --------------------------------------------------------------------------------------
 
 def _safe_extract(archive: Path, target: Path) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        for member in zf.namelist():
-            if member.startswith("/") or ".." in Path(member).parts:
-                raise GradingError(f"{archive}: unsafe path in archive: {member}")
-        zf.extractall(target)
+    """Extract a zip, refusing (GradingError, one line) absolute or escaping members, links, and bombs."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise GradingError(f"{archive.name}: not a readable zip ({err})") from None
+    with zf:
+        members = zf.infolist()
+        if len(members) > ZIP_MAX_MEMBERS:
+            raise GradingError(f"{archive.name}: refused, {len(members)} members (limit {ZIP_MAX_MEMBERS})")
+        total = 0
+        for m in members:
+            name = m.filename
+            parts = Path(name.replace("\\", "/")).parts
+            if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise GradingError(f"{archive.name}: refused, unsafe path in archive: {name[:100]}")
+            if stat.S_ISLNK(m.external_attr >> 16):
+                raise GradingError(f"{archive.name}: refused, symbolic link in archive: {name[:100]}")
+            total += m.file_size
+            if m.file_size > 2**20 and m.file_size > ZIP_MAX_RATIO * max(m.compress_size, 1):
+                raise GradingError(f"{archive.name}: refused, {name[:60]} expands {m.file_size // max(m.compress_size, 1)}x "
+                                   f"(a zip bomb? limit {ZIP_MAX_RATIO}x)")
+        if total > ZIP_MAX_BYTES:
+            raise GradingError(f"{archive.name}: refused, {total / 2**30:.1f} GB uncompressed (limit "
+                               f"{ZIP_MAX_BYTES / 2**30:g} GB)")
+        target.mkdir(parents=True, exist_ok=True)
+        for m in members:
+            zf.extract(m, target)
 
 
-def list_submissions(submissions: Path, out: Path) -> list[tuple[str, Path]]:
-    """(student id, folder) of every submission; a .zip is extracted into OUT/submissions first."""
+def _safe_name(name: str) -> str:
+    """A row id for a submission whose name is not a valid student id (never used as a path)."""
+    return "invalid-" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()[:10]
+
+
+def list_submissions(submissions: Path, out: Path) -> list[tuple[str, Path | GradingError]]:
+    """(student id, folder) of every submission; a .zip is extracted into OUT/submissions first.
+
+    A submission that cannot be graded (a name that is not a valid student id, a refused archive, a
+    symbolic link) comes back as (id, GradingError): it gets a row saying why, the batch goes on.
+    Names are validated before anything is made from them."""
     if submissions.is_file() and submissions.suffix == ".zip":
         target = out / "submissions"
         if target.exists():
@@ -269,23 +512,36 @@ def list_submissions(submissions: Path, out: Path) -> list[tuple[str, Path]]:
         submissions = target
     if not submissions.is_dir():
         raise GradingError(f"{submissions}: no such folder of submissions")
+    found: dict[str, Path | GradingError] = {}
     unpacked = out / "unpacked"
-    for archive in sorted(submissions.glob("*.zip")):  # one archive per student: <id>.zip
-        folder = unpacked / archive.stem
-        if folder.exists():
-            shutil.rmtree(folder)
-        try:
-            _safe_extract(archive, folder)
-        except (GradingError, zipfile.BadZipFile) as err:
-            print(f"skipped {archive.name}: {err}")
-    found = {p.name: p for p in submissions.iterdir()
-             if p.is_dir() and not p.name.startswith((".", "__MACOSX"))}
-    if unpacked.is_dir():
-        found.update({p.name: p for p in unpacked.iterdir() if p.is_dir()})
-    found = sorted(found.items())
+    for entry in sorted(submissions.iterdir()):
+        name = entry.name
+        if name.startswith((".", "__MACOSX")):
+            continue
+        if entry.suffix == ".zip" and entry.is_file() and not entry.is_symlink():
+            name = entry.stem
+        elif not (entry.is_dir() or entry.is_symlink()):
+            continue
+        if not STUDENT_ID.match(name):
+            found[_safe_name(name)] = GradingError(f"submission refused: '{name[:60]}' is not a valid student id")
+            continue
+        if entry.is_symlink():
+            found[name] = GradingError(f"submission refused: {entry.name} is a symbolic link")
+        elif entry.suffix == ".zip":  # one archive per student: <id>.zip
+            folder = unpacked / name
+            if folder.exists():
+                shutil.rmtree(folder)
+            try:
+                _safe_extract(entry, folder)
+                found[name] = folder
+            except GradingError as err:
+                shutil.rmtree(folder, ignore_errors=True)
+                found[name] = err
+        elif name not in found:
+            found[name] = entry
     if not found:
         raise GradingError(f"{submissions}: no submission folders in it")
-    return found
+    return sorted(found.items())
 
 
 def dataset_limits(data_spec: str) -> dict:
@@ -345,8 +601,9 @@ def _publish(out: Path, r: Result) -> None:
         src, dst = work / kind / r.student / ASSIGNMENT, out / kind / r.student / ASSIGNMENT
         if dst.exists():
             shutil.rmtree(dst)
-        if src.is_dir():
-            shutil.copytree(src, dst)
+        if src.is_dir() and not src.is_symlink():
+            scrub(src)
+            shutil.copytree(src, dst, symlinks=True)
     dst = out / "feedback" / r.student / ASSIGNMENT
     dst.mkdir(parents=True, exist_ok=True)
     lines = [f"student: {r.student}", f"total: {r.total:g} of {sum(r.max_scores.values()):g}", f"status: {r.status}"]
@@ -365,8 +622,24 @@ def _load_result(path: Path) -> Result | None:
         return None
 
 
+def heldout_tests(data_spec: str, private: Path) -> measuring.TestSet | None:
+    """The held-out test set of the synthetic dataset, rendered once per batch into a private folder
+    from the seed kept in ``autograder/heldout.json`` (never released); None for other datasets."""
+    from genrekit import data, synth
+    spec_file = Path(__file__).with_name("heldout.json")
+    if not spec_file.is_file() or not data.open_dataset(data_spec).spec.startswith("synthetic"):
+        return None
+    cfg = json.loads(spec_file.read_text())
+    folder = private / "heldout" / "synthetic"
+    if not (folder / "splits").is_dir():
+        synth.build(folder, seed=int(cfg["seed"]), progress=False, **cfg.get("build", {}))
+    return measuring.test_set(str(folder), workdir=private)
+
+
 def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int = 1, cell_timeout: int = 120,
-          accuracy_timeout: float = 900, progress: bool = True, regrade: bool = False) -> list[Result]:
+          accuracy_timeout: float = 900, progress: bool = True, regrade: bool = False, sandbox: bool = True,
+          limits: sandboxing.Limits | None = None, autograde_timeout: float | None = None,
+          heldout: bool = False) -> list[Result]:
     """Grade every submission in ``submissions`` into ``out``; returns the results of all students in OUT.
 
     OUT is an nbgrader course folder (``source/``, ``submitted/``, ``autograded/``, ``feedback/``,
@@ -374,11 +647,22 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     work there. Each result is saved as soon as its student is graded (``work/<id>/result.json``); a
     re-run skips students already graded (resuming an interrupted batch, adding late submissions)
     unless ``regrade``. An existing gradebook, with any manual grades in it, is kept.
+
+    ``sandbox``: run student code in bubblewrap (refuses to start without it; False only when told
+    ``--no-sandbox``, and every row then says so). ``limits``: its resource limits.
+    ``autograde_timeout``: seconds for one submission's autograde (default from the cell timeout).
+    ``heldout``: points from the held-out synthetic set (``autograder/heldout.json``).
     """
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
+    box = None
+    if sandbox:
+        try:
+            sandboxing.check_available()
+        except sandboxing.SandboxError as err:
+            raise GradingError(f"{err}; to grade without it (unsafe) pass --no-sandbox") from None
     out.mkdir(parents=True, exist_ok=True)
-    limits = dataset_limits(data_spec)
-    for part, lim in limits.items():
+    limits_by_part = dataset_limits(data_spec)
+    for part, lim in limits_by_part.items():
         if not lim.get("calibrated"):
             print(f"warning: the {part} thresholds for this dataset are estimates, not calibrated "
                   f"(run make calibrate DATA={data_spec})")
@@ -387,9 +671,18 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     todo = entries if regrade else [e for e in entries if e[0] not in done]
     if len(todo) < len(entries):
         print(f"skipping {len(entries) - len(todo)} students graded before (pass --regrade to grade them again)")
-    tests = measuring.test_set(data_spec, workdir=out)
+    private = out / ".grader"
+    private.mkdir(exist_ok=True)
+    os.chmod(private, 0o700)
+    if sandbox:
+        from genrekit import config as gk_config
+        cache = gk_config.cache_dir() / "sandbox-numba"
+        box = sandboxing.Sandbox(private / "sandbox", limits, numba_cache=cache)
+        box.warm_numba()
+    tests = measuring.test_set(data_spec, workdir=private)
     for line in tests.skipped:
         print(f"warning: test clip left out for every student: {line}")
+    held = heldout_tests(data_spec, private) if heldout else None
     template = make_template(out / "template", cell_timeout)
     if not (out / "gradebook.db").is_file():
         shutil.copy2(template / "gradebook.db", out / "gradebook.db")
@@ -399,16 +692,19 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     def one(entry):
         student, folder = entry
         result = grade_one(student, folder, template, out / "work" / student, tests, cell_timeout,
-                           accuracy_timeout, limits)
+                           accuracy_timeout, limits_by_part, sandbox=box, autograde_timeout=autograde_timeout,
+                           heldout=held)
         (out / "work" / student).mkdir(parents=True, exist_ok=True)
         (out / "work" / student / "result.json").write_text(json.dumps(asdict(result), indent=1))
         return result
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, 8))) as pool:
             fresh = list(bar(pool.map(one, todo), total=len(todo), desc="grading", disable=not progress, leave=True))
     finally:
         shutil.rmtree(tests.request_dir, ignore_errors=True)
+        if held is not None:
+            shutil.rmtree(held.request_dir, ignore_errors=True)
     results = {r.student: r for r in filter(None, (_load_result(p) for p in sorted(out.glob("work/*/result.json"))))}
     results.update({r.student: r for r in fresh})
     merge_gradebook(out / "gradebook.db", fresh)

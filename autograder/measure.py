@@ -269,6 +269,8 @@ def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None)
     cmd = [sys.executable, "-m", "autograder.measure", str(folder)]
     res = (runner or run_limited)(cmd, folder, env, timeout, stdin=tests.request_file(part_ids),
                                   stdout_limit=RESPONSE_LIMIT, binary_stdout=True)
+    if getattr(res, "breach", ""):
+        return {p: {"error": f"accuracy measurement stopped: {res.breach}"} for p in part_ids}
     if res.timed_out:
         return {p: {"error": f"accuracy measurement took longer than {timeout:.0f} s (an endless loop in your code?)"}
                 for p in part_ids}
