@@ -19,7 +19,7 @@ export PYTHONWARNINGS := ignore
 # OpenMP busy-waiting makes torch 6-60x slower whenever another process is busy (measured): wait passively
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv reference test release grade calibrate data data-gtzan bench musicnn-check clean
+.PHONY: sandbox gradescope venv reference test release grade calibrate data data-gtzan bench musicnn-check clean
 
 venv: $(STAMP)
 
@@ -34,23 +34,33 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
 	touch $(STAMP)
 
+# bubblewrap runs student code in a sandbox when grading: installed here when missing and possible (root)
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  { echo "bubblewrap is missing: install it (apt-get install -y bubblewrap as root), or grade with --no-sandbox" >&2; exit 1; }
+
+# Gradescope autograder bundle (setup.sh, run_autograder, the grader): autograder.zip
+gradescope: $(STAMP)
+	$(PY) -m autograder.gradescope.bundle --out autograder.zip
+
 data: $(STAMP)
 	$(PY) -m genrekit info synthetic
 
-reference: $(STAMP)
+reference: $(STAMP) sandbox
 	$(PY) -m autograder reference --data $(DATA)
 
 release: $(STAMP)
 	$(PY) -m autograder release
 
-grade: $(STAMP)
+grade: $(STAMP) sandbox
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR_OR_ZIP [OUT=DIR] [DATA=...] [JOBS=N]" >&2; exit 2; }
 	$(PY) -m autograder grade $(SUBMISSIONS) --out $(OUT) --data $(DATA) --jobs $(JOBS)
 
 calibrate: $(STAMP)
 	$(PY) -m autograder calibrate --data $(DATA) --seeds $(SEEDS)
 
-test: $(STAMP)
+test: $(STAMP) sandbox
 	$(PY) -m pytest
 
 # Real GTZAN (issue: data): DATA=folder to write (default $(GENREKIT_DATA_DIR)/gtzan8), SOURCE=local copy

@@ -1,7 +1,7 @@
 """``python -m autograder``: release, grade, reference and calibrate.
 
     python -m autograder release                       solutions/ -> assignment/
-    python -m autograder grade SUBMISSIONS --out DIR [--data SPEC] [--jobs N] [--cell-timeout S]
+    python -m autograder grade SUBMISSIONS --out DIR [--data SPEC] [--jobs N] [--cell-timeout S] [--no-sandbox]
     python -m autograder reference [--data SPEC] [--out DIR]
     python -m autograder calibrate [--data SPEC] [--seeds N]
 
@@ -24,8 +24,12 @@ def _release(args) -> int:
 
 def _grade(args) -> int:
     from autograder import grade
+    from autograder.sandbox import Limits
+    limits = Limits(memory_mb=args.memory_mb, processes=args.processes, file_mb=args.file_mb, disk_mb=args.disk_mb,
+                    cpu_s=args.cpu_seconds)
     results = grade.grade(args.submissions, args.out, args.data, jobs=args.jobs, cell_timeout=args.cell_timeout,
-                          accuracy_timeout=args.accuracy_timeout, regrade=args.regrade)
+                          accuracy_timeout=args.accuracy_timeout, regrade=args.regrade, sandbox=not args.no_sandbox,
+                          limits=limits, autograde_timeout=args.autograde_timeout, heldout=args.heldout)
     print(grade_table(results))
     print(f"wrote {args.out / 'grades.csv'}, {args.out / 'gradebook.db'}, {args.out / 'feedback'}/")
     return 0
@@ -60,6 +64,17 @@ def main(argv=None) -> int:
     p.add_argument("--cell-timeout", type=int, default=120, help="seconds per notebook cell")
     p.add_argument("--accuracy-timeout", type=float, default=900, help="seconds for one accuracy measurement")
     p.add_argument("--regrade", action="store_true", help="grade again the students already graded in OUT")
+    p.add_argument("--autograde-timeout", type=float, default=None,
+                   help="seconds for one submission's notebooks (default: cell timeout x graded cells)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run student code without bubblewrap (unsafe; every row says so)")
+    p.add_argument("--heldout", action="store_true",
+                   help="points from the held-out synthetic test set (autograder/heldout.json)")
+    p.add_argument("--memory-mb", type=int, default=4096, help="sandbox: address space per process")
+    p.add_argument("--processes", type=int, default=256, help="sandbox: processes and threads")
+    p.add_argument("--file-mb", type=int, default=512, help="sandbox: largest file written")
+    p.add_argument("--disk-mb", type=int, default=2048, help="sandbox: all files written")
+    p.add_argument("--cpu-seconds", type=int, default=3600, help="sandbox: CPU seconds per process")
     p.set_defaults(run=_grade)
     for name, helptext in (("reference", "run the reference solution end to end and grade it"),
                            ("calibrate", "re-run the reference over seeds and rewrite the thresholds")):

@@ -516,7 +516,7 @@ def list_submissions(submissions: Path, out: Path) -> list[tuple[str, Path | Gra
     unpacked = out / "unpacked"
     for entry in sorted(submissions.iterdir()):
         name = entry.name
-        if name.startswith((".", "__MACOSX")):
+        if name == "__MACOSX" or (name.startswith(".") and entry.suffix != ".zip"):
             continue
         if entry.suffix == ".zip" and entry.is_file() and not entry.is_symlink():
             name = entry.stem
