@@ -5,12 +5,15 @@
 Rows: wall time of ``python -m autograder reference`` (what ``make reference`` runs once the venv
 exists: dataset, notebook with training, grading, table); of grading one submission (the executed
 reference); of grading ``--copies`` copies of it with 1 job and with ``--jobs`` jobs, with seconds per
-submission and the speed-up of parallel grading.
+submission and the speed-up of parallel grading; submissions per hour with 1 and ``--jobs`` jobs;
+the sandbox's cost per submission (one submission graded with and without bubblewrap); peak memory
+of one job (the largest resident set of any process grading started).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +48,9 @@ def main() -> None:
         shutil.copytree(executed, one / "student000")
         t_one, results = timed(lambda: grade(one, tmp / "grades1", progress=False))
         assert results[0].status == "ok", results[0].status
+        t_bare, _ = timed(lambda: grade(one, tmp / "grades1-bare", progress=False, sandbox=False))
+        t_one, _ = timed(lambda: grade(one, tmp / "grades1-again", progress=False))  # numba cache warm now
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         many = tmp / "many"
         for i in range(args.copies):
             shutil.copytree(executed, many / f"student{i:03d}")
@@ -57,6 +63,9 @@ def main() -> None:
     print(f"{'grade 1 submission':<44}{t_one:>9.1f}{t_one:>16.1f}")
     print(f"{f'grade {n} copies, 1 job':<44}{t_serial:>9.1f}{t_serial / n:>16.1f}")
     print(f"{f'grade {n} copies, {args.jobs} jobs':<44}{t_par:>9.1f}{t_par / n:>16.1f}")
+    print(f"sandbox cost per submission: {t_one - t_bare:+.1f} s (sandboxed {t_one:.1f} s, unsandboxed {t_bare:.1f} s)")
+    print(f"submissions per hour: {3600 * n / t_serial:.0f} with 1 job, {3600 * n / t_par:.0f} with {args.jobs} jobs; "
+          f"peak memory of one job {peak_mb:.0f} MB")
     print(f"parallel speed-up {t_serial / t_par:.2f}x with {args.jobs} jobs; "
           f"batch overhead (template) {max(t_one - t_serial / n, 0):.1f} s; "
           f"{n} copies with 1 job cost {t_serial / t_one:.1f}x one submission")
