@@ -1,0 +1,214 @@
+"""Hostile submissions graded in one batch beside honest ones (issue 13).
+
+The batch completes; each hostile row says what happened; the honest grades equal those of a batch
+without the hostile ones; the grader's own tree (its venv included) is unchanged afterwards; no
+process outlives the batch; the feedback carries neither a script nor the hidden checks' source.
+Resource bombs run with small limits so the file stays within a few minutes.
+"""
+
+import csv
+import hashlib
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+from autograder import grade as grading
+from autograder import sandbox as sandboxing
+from autograder import thresholds
+from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, ROOT, SOLUTIONS
+
+pytestmark = pytest.mark.skipif(sandboxing.bwrap_path() is None, reason=sandboxing.INSTALL_HINT)
+
+LIMITS = sandboxing.Limits(memory_mb=3072, processes=160, file_mb=64, disk_mb=400, tmp_mb=256, cpu_s=600)
+AUTOGRADE_TIMEOUT = 150
+PACKAGE = SOLUTIONS / ASSIGNMENT / "genre"
+SECRET_WORDS = ("_reference_log_mel", "### BEGIN SOLUTION")
+
+# code added at the top of the solved genre/features.py: runs at every import in every kernel
+HOSTILE = {
+    "h_memory": "import numpy as _np\n_hog = _np.ones(8 * 2**30 // 8)\n",
+    "h_fork": ("import os as _os, time as _t\n"
+               "for _i in range(400):\n"
+               "    if _os.fork() == 0:\n"
+               "        _os.setsid(); _t.sleep(3600); _os._exit(0)\n"),
+    "h_file": "open('big.bin', 'wb').write(b'x' * (100 * 2**20))\n",
+    "h_disk": ("for _i in range(12):\n"
+               "    open(f'fill{_i}.bin', 'wb').write(b'x' * (60 * 2**20))\n"),
+    "h_sleep": "import time as _t\n_t.sleep(100000)\n",
+    # everything a curious student tries, at import: each attempt must fail quietly or be harmless
+    "h_spy": '''import os as _os, socket as _s, glob as _g, sys as _sys
+def _try(f):
+    try:
+        return f()
+    except BaseException as e:
+        return "blocked: " + type(e).__name__
+print("<script>alert('feedback')</script>")
+print("NET", _try(lambda: _s.create_connection(("1.1.1.1", 80), timeout=2)))
+print("LOOP", _try(lambda: _s.create_connection(("127.0.0.1", 22), timeout=2)))
+for _p in ["/work", "/work/main/solutions", "/root", _os.environ.get("GENREKIT_DATA_DIR", "/none")] + _g.glob("/tmp/**/result.json", recursive=True):
+    print("READ", _p, _try(lambda: _os.listdir(_p)))
+for _p in _g.glob("/opt/genre-grader/autograder/checks/*") + ["/work/main/autograder/thresholds.json"]:
+    print("WRITE", _p, _try(lambda: open(_p, "w").write("pass")))
+    print("SOURCE", _p, _try(lambda: open(_p.replace(".pyc", ".py")).read()[:200]))
+print("UP", _try(lambda: open("../../../gradebook.db", "w").write("x")))
+print("UP2", _try(lambda: [open(p, "w").write("{}") for p in _g.glob("../../../../../*/result.json")]))
+print("STDOUT", _try(lambda: _os.write(1, b"PK forged result channel")))
+''',
+}
+
+
+def _submission(root: Path, student: str, *, prefix: str = "", ckpts: Path | None = None) -> Path:
+    dest = root / student / ASSIGNMENT
+    shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT, dest)
+    for py in PACKAGE.glob("*.py"):
+        shutil.copy2(py, dest / "genre" / py.name)
+    if prefix:  # right after the module's __future__ import
+        text = (dest / "genre" / "features.py").read_text()
+        anchor = "from __future__ import annotations\n"
+        assert anchor in text, "test out of date: genre/features.py has no __future__ import"
+        (dest / "genre" / "features.py").write_text(text.replace(anchor, anchor + prefix, 1))
+    if ckpts:
+        shutil.copytree(ckpts, dest / "checkpoints", ignore=shutil.ignore_patterns("*.png"))
+    return dest
+
+
+def _tree_checksum() -> str:
+    """The grader's own tree: names, sizes and mtimes of the venv; full content of the code."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / ".venv").rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            st = path.stat()
+            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    for top in ("autograder", "genrekit", "solutions"):
+        for path in sorted((ROOT / top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                h.update(str(path).encode() + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _parts_with_thresholds(monkeypatch):
+    """Grade the parts that have thresholds (parts still being added have none yet)."""
+    table = thresholds.load()
+    monkeypatch.setattr(grading, "PARTS", tuple(p for p in grading.PARTS if p.id in table))
+
+
+@pytest.fixture(scope="module")
+def hostile_batch(reference_run, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    _parts_with_thresholds(mp)
+    ckpts = reference_run / "checkpoints"
+    honest = tmp_path_factory.mktemp("honest")
+    mixed = tmp_path_factory.mktemp("mixed")
+    for root in (honest, mixed):
+        _submission(root, "reference", ckpts=ckpts)
+        _submission(root, "blank")
+        shutil.rmtree(root / "blank" / ASSIGNMENT / "genre")
+        shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT / "genre", root / "blank" / ASSIGNMENT / "genre")
+    for student, prefix in HOSTILE.items():
+        _submission(mixed, student, prefix=prefix, ckpts=ckpts)
+    # a notebook whose test cell was edited into a pass, with its points raised
+    nb_path = _submission(mixed, "h_tampered", ckpts=ckpts) / "1_baseline.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_log_mel_shape")
+    cell.source = "pass"
+    cell.metadata["nbgrader"]["points"] = 100
+    nbformat.write(nb, nb_path)
+    # a cell that ends the kernel
+    nb_path = _submission(mixed, "h_exit", ckpts=ckpts) / "2_segments.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell("import os\nos._exit(0)"))
+    nbformat.write(nb, nb_path)
+    # links, archives, names
+    _submission(mixed, "h_link")
+    os.symlink("/work/main/solutions/gtzan_genre/genre/features.py", mixed / "h_link" / ASSIGNMENT / "genre" / "x.py")
+    os.symlink(mixed / "reference", mixed / "h_toplink")
+    with zipfile.ZipFile(mixed / "h_escape.zip", "w") as zf:
+        zf.writestr("../../evil.txt", "x")
+    with zipfile.ZipFile(mixed / "h_bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("gtzan_genre/big.bin", b"\0" * (300 * 2**20))
+    with zipfile.ZipFile(mixed / "..zip", "w") as zf:
+        zf.writestr("gtzan_genre/x.txt", "x")
+    (mixed / "bad name!").mkdir()
+
+    before = _tree_checksum()
+    kw = dict(cell_timeout=30, accuracy_timeout=120, progress=False, limits=LIMITS, autograde_timeout=AUTOGRADE_TIMEOUT)
+    out_mixed = tmp_path_factory.mktemp("out_mixed")
+    mixed_results = grading.grade(mixed, out_mixed, "synthetic", jobs=2, **kw)
+    honest_results = grading.grade(honest, tmp_path_factory.mktemp("out_honest"), "synthetic", jobs=2, **kw)
+    after = _tree_checksum()
+    mp.undo()
+    return ({r.student: r for r in mixed_results}, {r.student: r for r in honest_results}, out_mixed,
+            before, after)
+
+
+def test_the_batch_completes_and_honest_grades_are_unchanged(hostile_batch):
+    mixed, honest, out, _, _ = hostile_batch
+    for student in honest:
+        assert mixed[student].scores == honest[student].scores, student
+        assert mixed[student].accuracy.get("part1_baseline", {}).get("accuracy") == \
+            honest[student].accuracy.get("part1_baseline", {}).get("accuracy")
+    assert mixed["reference"].status == "ok", mixed["reference"].status
+    with open(out / "grades.csv") as f:
+        ids = [row["student_id"] for row in csv.DictReader(f)]
+    assert len(ids) == len(set(ids)) == len(mixed), "each student once in grades.csv"
+
+
+@pytest.mark.parametrize("student, says", [
+    ("h_memory", "memory limit 3 GB exceeded in 1_baseline cell"),
+    ("h_fork", "process limit 160 exceeded"),
+    ("h_file", "output size limit 64 MB per file exceeded"),
+    ("h_disk", "disk limit 400 MB exceeded"),
+    ("h_sleep", f"longer than {AUTOGRADE_TIMEOUT} s"),
+    ("h_tampered", "test cell 'test_log_mel_shape' edited"),
+    ("h_link", "symbolic link gtzan_genre/genre/x.py"),
+    ("h_toplink", "is a symbolic link"),
+    ("h_escape", "unsafe path in archive"),
+    ("h_bomb", "zip bomb"),
+])
+def test_each_hostile_row_says_what_happened(hostile_batch, student, says):
+    mixed, *_ = hostile_batch
+    assert says in mixed[student].status, mixed[student].status
+
+
+def test_invalid_names_are_refused_not_used_as_paths(hostile_batch):
+    mixed, _, out, _, _ = hostile_batch
+    refused = [r for s, r in mixed.items() if s.startswith("invalid-")]
+    assert len(refused) == 2 and all("not a valid student id" in r.status for r in refused)
+    assert (out / "grades.csv").is_file() and not (out.parent / "evil.txt").exists()
+
+
+def test_tampered_test_cell_is_restored(hostile_batch):
+    mixed, *_ = hostile_batch
+    r = mixed["h_tampered"]
+    assert r.max_scores["test_log_mel_shape"] == 1 and r.scores["test_log_mel_shape"] == 1
+
+
+def test_the_grader_tree_is_unchanged(hostile_batch):
+    *_, before, after = hostile_batch
+    assert before == after, "the grader's tree (venv, autograder, genrekit, solutions) changed during grading"
+
+
+def test_spy_found_nothing_and_feedback_is_inert(hostile_batch):
+    mixed, _, out, _, _ = hostile_batch
+    assert mixed["h_spy"].scores == mixed["reference"].scores, mixed["h_spy"].status
+    for page in (out / "feedback").rglob("*.html"):
+        text = page.read_text()
+        assert "<script>alert" not in text, page
+        assert "Content-Security-Policy" in text
+        assert not any(w in text for w in SECRET_WORDS), page
+    autograded = out / "autograded" / "h_spy" / ASSIGNMENT / "1_baseline.ipynb"
+    text = autograded.read_text()
+    assert "NET blocked" in text and "LOOP blocked" in text
+    assert "READ /work/main/solutions blocked" in text and "'gtzan_genre'" not in text
+    assert "SOURCE" in text and "def check_" not in text
+
+
+def test_no_process_outlives_the_batch(hostile_batch):
+    left = [p.info for p in psutil.process_iter(["pid", "uids", "cmdline"])
+            if p.info["uids"] and p.info["uids"].real >= sandboxing.UID_BASE]
+    assert not left, left
