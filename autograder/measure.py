@@ -90,21 +90,23 @@ def _model(code: dict, submission: Path, ckpt_path: Path):
     return ckpt, checkpoint.load_model(ckpt_path, cls=student(code["model"], submission))
 
 
-def pipeline_clips(part, submission: Path, ckpt_path: Path, audio: list[np.ndarray]):
+def pipeline_clips(part, submission: Path, ckpt_path: Path, inputs: dict):
     """Part 1: the student's log-mel of each whole clip -> the student's model -> softmax."""
     from genrekit import train
+    audio = inputs["audio"]
     ckpt, model = _model(part.code, submission, ckpt_path)
     feats = _features(part.code, submission, audio)
     probs = train.predict_proba(model, train.stack(feats), batch_size=16)
     return probs, {}, ckpt
 
 
-def pipeline_segments(part, submission: Path, ckpt_path: Path, audio: list[np.ndarray]):
+def pipeline_segments(part, submission: Path, ckpt_path: Path, inputs: dict):
     """Parts 2 and 3: log-mel -> the student's segmentation at the checkpoint's segment length and hop
     -> the student's model on every segment -> the student's aggregation (mean of probabilities)."""
     import torch
 
     from genrekit import config, train
+    audio = inputs["audio"]
     ckpt, model = _model(part.code, submission, ckpt_path)
     settings = (ckpt.get("extra") or {}).get("segments")
     try:
@@ -158,21 +160,31 @@ def _plain_probs(probs, n: int, what: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def run_child(submission: Path, request: dict, audio: list[np.ndarray]) -> tuple[dict, dict]:
+def run_child(submission: Path, request: dict, inputs: dict) -> tuple[dict, dict]:
     """Measure the requested parts with the student's code: ({part: probs}, {part: facts or error})."""
     results, facts = {}, {}
     for spec in request["parts"]:
         part = parts_mod.get(spec["id"])
         try:
             ckpt_path = Path(os.path.relpath(submission / part.checkpoint))  # named as the student knows it
-            probs, info, ckpt = PIPELINES[part.pipeline](part, submission, ckpt_path, audio)
+            probs, info, ckpt = PIPELINES[part.pipeline](part, submission, ckpt_path, inputs)
             what = part.code.get("aggregate", part.code["model"])
-            results[part.id] = _plain_probs(probs, len(audio), what)
+            results[part.id] = _plain_probs(probs, len(inputs["audio"]), what)
             facts[part.id] = {"checkpoint_dataset": str(ckpt.get("dataset", "")), **info}
+            if "training_sources" in part.audits:
+                facts[part.id]["training_sources"] = _training_sources(ckpt)
         except Exception as err:  # any failure of the student's code or files is a reason, not a crash
             facts[part.id] = {"error": str(err).splitlines()[0][:300] if isinstance(err, MeasureError)
                               else _first_line(err)}
     return results, facts
+
+
+def _training_sources(ckpt: dict):
+    """The source clip id of every training example, as the checkpoint's provenance records it (None if absent)."""
+    sources = ((ckpt.get("extra") or {}).get("augmentation") or {}).get("sources")
+    if not isinstance(sources, (list, tuple)):
+        return None
+    return [str(s)[:300] for s in sources[:200_000]]
 
 
 def child_main(argv=None) -> int:
@@ -187,10 +199,12 @@ def child_main(argv=None) -> int:
     sys.stdin.close()
     with np.load(io.BytesIO(raw), allow_pickle=False) as req:
         request = json.loads(bytes(req["request"]).decode())
-        audio = np.split(req["audio"], np.cumsum(req["lengths"])[:-1])
+        inputs = {"audio": np.split(req["audio"], np.cumsum(req["lengths"])[:-1])}
+        if "musicnn" in req.files:  # musicnn frame embeddings per clip, computed by the grader
+            inputs["musicnn"] = np.split(req["musicnn"], np.cumsum(req["musicnn_rows"])[:-1])
     sys.path.insert(0, str(submission))
     os.chdir(submission)
-    results, facts = run_child(submission, request, audio)
+    results, facts = run_child(submission, request, inputs)
     buf = io.BytesIO()
     np.savez(buf, facts=np.frombuffer(json.dumps(facts).encode(), dtype=np.uint8), **results)
     with os.fdopen(result_fd, "wb") as out:
@@ -200,6 +214,32 @@ def child_main(argv=None) -> int:
 
 # === parent side: the grader, with the labels ========================================================
 
+def audit_training_sources(fact: dict, tests: "TestSet") -> str | None:
+    """Part 3: the checkpoint must name its training sources, and none may be a validation or test clip."""
+    from genrekit.augcache import leaks
+    sources = fact.get("training_sources")
+    if not sources:
+        return ("the checkpoint does not record the source clip of its training examples "
+                "(extra['augmentation']['sources']): leakage cannot be ruled out")
+    leaked = leaks(sources, tests.held_out_ids)
+    if leaked:
+        return (f"trained on {len(leaked)} validation or test clips (e.g. {leaked[0]}): augmenting held-out "
+                f"clips into training is leakage, so this accuracy does not count")
+    return None
+
+
+AUDITS = {"training_sources": audit_training_sources}
+
+
+def run_audits(part_id: str, fact: dict, tests: "TestSet") -> str | None:
+    """The first failed audit of a part (one line), or None."""
+    for name in parts_mod.get(part_id).audits:
+        problem = AUDITS[name](fact, tests)
+        if problem:
+            return problem
+    return None
+
+
 @dataclass
 class TestSet:
     """The grader's test clips for one batch, in a secret shuffled order, and the request file."""
@@ -208,24 +248,39 @@ class TestSet:
     lengths: np.ndarray
     request_dir: Path                  # private folder holding the audio file given to each child
     skipped: list = field(default_factory=list)
+    held_out_ids: frozenset = frozenset()  # ids of the validation and test clips (never training sources)
+    clips: list = field(default_factory=list, repr=False)  # the test clips in the shuffled order (parent only)
 
     @property
     def n(self) -> int:
         return len(self.labels)
 
     def request_file(self, part_ids) -> Path:
-        """The request (audio + parts to measure) as a file to give the child as its standard input."""
+        """The request (audio, other inputs the parts need, parts to measure) as a file to give the
+        child as its standard input; made once per batch and set of parts."""
         key = "-".join(part_ids)
         path = self.request_dir / f"request-{key}.npz"
         if not path.is_file():
             request = {"parts": [{"id": p} for p in part_ids]}
+            needs = {name for p in part_ids for name in parts_mod.get(p).inputs}
+            extra = {}
+            if "musicnn" in needs:
+                frames = self.musicnn_frames()
+                extra = {"musicnn": np.concatenate(frames), "musicnn_rows": np.array([len(f) for f in frames])}
             with np.load(self.request_dir / "audio.npz") as audio:
                 tmp = path.with_suffix(".tmp")
                 with open(tmp, "wb") as f:
                     np.savez(f, audio=audio["audio"], lengths=audio["lengths"],
-                             request=np.frombuffer(json.dumps(request).encode(), dtype=np.uint8))
+                             request=np.frombuffer(json.dumps(request).encode(), dtype=np.uint8), **extra)
                 os.replace(tmp, path)
         return path
+
+    def musicnn_frames(self) -> list[np.ndarray]:
+        """musicnn frame embeddings of the test clips in the shuffled order, computed by the toolkit
+        through the feature cache (once per clip, ever), never by student code."""
+        from genrekit import cache, embeddings
+        frames, _, _ = cache.features(embeddings.clip_frames, self.clips, desc="musicnn (test clips)", progress=False)
+        return [np.asarray(f, dtype=np.float32) for f in frames]
 
 
 def test_set(data_spec: str, workdir: Path | None = None, seed: int | None = None) -> TestSet:
@@ -236,11 +291,12 @@ def test_set(data_spec: str, workdir: Path | None = None, seed: int | None = Non
     from genrekit import data
     from genrekit.data import AudioError
     ds = data.open_dataset(data_spec)
-    waves, labels, skipped = [], [], []
+    waves, labels, kept, skipped = [], [], [], []
     for clip in ds.clips("test"):
         try:
             waves.append(data.load_audio(clip.path))
             labels.append(clip.label)
+            kept.append(clip)
         except AudioError as err:
             skipped.append(str(err))
     if not waves:
@@ -252,7 +308,9 @@ def test_set(data_spec: str, workdir: Path | None = None, seed: int | None = Non
     request_dir = Path(tempfile.mkdtemp(prefix="measure-", dir=workdir))
     os.chmod(request_dir, 0o700)
     np.savez(request_dir / "audio.npz", audio=np.concatenate(waves).astype(np.float32), lengths=lengths)
-    return TestSet(ds.spec, np.asarray(labels, dtype=np.int64)[order], lengths, request_dir, skipped)
+    held_out = frozenset(c.id for s in ("valid", "test") if ds.has(s) for c in ds.clips(s))
+    return TestSet(ds.spec, np.asarray(labels, dtype=np.int64)[order], lengths, request_dir, skipped, held_out,
+                   [kept[i] for i in order])
 
 
 def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None) -> dict:
@@ -297,8 +355,12 @@ def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None)
             except MeasureError as err:
                 out[p] = {"error": str(err)}
                 continue
+            problem = run_audits(p, fact, tests)
+            if problem:
+                out[p] = {"error": problem}
+                continue
             result = metrics.summary(tests.labels, probs)
-            result.update(fact)
+            result.update({k: v for k, v in fact.items() if k != "training_sources"})
             result["dataset"] = tests.spec
             result["predicted_classes"] = int(len(set(probs.argmax(1).tolist())))
             out[p] = result

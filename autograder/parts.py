@@ -11,7 +11,11 @@ An entry says:
   (its points, in the notebook's nbgrader metadata, are the part's accuracy points);
 - ``checkpoint``: where the notebook saves the trained model, relative to the assignment folder;
 - ``pipeline``: how the grader measures it (a name in :data:`autograder.measure.PIPELINES`);
-- ``code``: the student's code that pipeline calls, role -> import path inside the student package.
+- ``code``: the student's code that pipeline calls, role -> import path inside the student package;
+- ``audits``: checks of the checkpoint's provenance made by the grader, with the labels and ids it holds
+  (:data:`autograder.measure.AUDITS`), e.g. that no validation or test clip was a training source;
+- ``inputs``: what the measurement child receives per test clip besides nothing else: ``"audio"``
+  always, ``"musicnn"`` (frame embeddings computed by the grader with the toolkit) for parts that use them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class Part:
     checkpoint: str
     pipeline: str
     code: dict = field(default_factory=dict)
+    audits: tuple = ()
+    inputs: tuple = ("audio",)
 
 
 PARTS: tuple[Part, ...] = (
@@ -38,6 +44,11 @@ PARTS: tuple[Part, ...] = (
          cell="test_accuracy_segments", checkpoint="checkpoints/part2_segments.pt", pipeline="segments",
          code={"model": "genre.models.BaselineCNN", "features": "genre.features.log_mel",
                "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"}),
+    Part(id="part3_augmented", title="3 segments + offline augmentation", notebook="3_augmentation",
+         cell="test_accuracy_augmented", checkpoint="checkpoints/part3_augmented.pt", pipeline="segments",
+         code={"model": "genre.models.BaselineCNN", "features": "genre.features.log_mel",
+               "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"},
+         audits=("training_sources",)),
 )
 
 BY_ID: dict[str, Part] = {p.id: p for p in PARTS}

@@ -87,6 +87,7 @@ def load_audio(path, sr: int = config.SAMPLE_RATE, silence_db: float = -60.0) ->
     if file_sr != sr:
         import librosa
         y = librosa.resample(y, orig_sr=file_sr, target_sr=sr, res_type="soxr_hq")
+        y = np.clip(y, -1.0, 1.0)  # resampling can overshoot a full-scale peak slightly
     return np.ascontiguousarray(y, dtype=np.float32)
 
 

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -100,3 +100,11 @@ def test_names_never_resolve_to_the_current_folder(tmp_path, tiny_synth, monkeyp
     monkeypatch.chdir(tmp_path / "cwd")
     assert data.open_dataset("synthetic", data_dir=tmp_path / "data").root == tmp_path / "data" / "synthetic"
     assert data.open_dataset("./synthetic").root == __import__("pathlib").Path("./synthetic")
+
+
+def test_resampling_never_leaves_minus_one_to_one(tmp_path):
+    """A full-scale square wave overshoots when resampled (Gibbs); loaded audio stays in [-1, 1]."""
+    t = np.arange(22050) / 22050
+    path = write_wav(tmp_path / "square.wav", 0.999 * np.sign(np.sin(2 * np.pi * 220 * t)), sr=22050)
+    y = data.load_audio(path)
+    assert len(y) == config.SAMPLE_RATE and np.abs(y).max() <= 1.0

@@ -23,12 +23,16 @@ from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, SOLUTIONS, nbgrader_en
 from autograder.parts import PARTS
 from genrekit import checkpoint
 
-PACKAGE_FILES = ("genre/__init__.py", "genre/features.py", "genre/models.py", "genre/segments.py")
+PACKAGE_FILES = ("genre/__init__.py", "genre/features.py", "genre/models.py", "genre/segments.py", "genre/augment.py")
 CODE_TESTS = {"test_log_mel_shape": 1, "test_log_mel_db": 2, "test_conv_block": 2, "test_baseline_forward": 2,
-              "test_baseline_embed": 2, "test_segment": 3, "test_segment_clips": 2, "test_clip_probabilities": 3}
-ACCURACY_TESTS = {"test_accuracy": 5, "test_accuracy_segments": 5}
+              "test_baseline_embed": 2, "test_segment": 3, "test_segment_clips": 2, "test_clip_probabilities": 3,
+              "test_add_noise_contract": 1, "test_add_noise_level": 2, "test_add_noise_db": 1,
+              "test_time_shift_length": 1, "test_time_shift_content": 1, "test_time_shift_circular": 1,
+              "test_time_stretch_duration": 2, "test_time_stretch_pitch": 2, "test_augment_set_originals": 1,
+              "test_augment_set_provenance": 2, "test_augment_set_deterministic": 1}
+ACCURACY_TESTS = {"test_accuracy": 5, "test_accuracy_segments": 5, "test_accuracy_augmented": 5}
 ALL_AUTO = {**CODE_TESTS, **ACCURACY_TESTS}
-MANUAL = {"answer_confusion", "answer_segments"}
+MANUAL = {"answer_confusion": 2, "answer_segments": 4, "answer_augmentation": 4}
 
 # plausible wrong answers: file -> (solution text, wrong text)
 NO_DB = ("genre/features.py", "return librosa.power_to_db(mel_power, ref=np.max, top_db=config.TOP_DB).astype(np.float32)",
@@ -50,6 +54,10 @@ ACROSS_CLIPS = ("genre/segments.py", "    cut = [segment(f, seg_frames, hop_fram
 MEAN_OF_LOGITS = ("genre/segments.py", "        per_segment = torch.softmax(logits, dim=1).numpy()",
                   "        per_segment = logits.numpy()")
 VOTE_FOR_MEAN = ("genre/segments.py", '''    if method == "mean":''', '''    if method == "never":''')
+# part 3
+FIXED_NOISE = ("genre/augment.py", "    noise_power = signal_power / 10 ** (snr_db / 10)", "    noise_power = 10 ** (-snr_db / 10)")
+RESAMPLED_STRETCH = ("genre/augment.py", "    out = librosa.effects.time_stretch(y.astype(np.float32), rate=rate)",
+                     "    out = librosa.resample(y.astype(np.float32), orig_sr=rate * 16000, target_sr=16000)")
 
 
 def _submission(root: Path, student: str, solved: bool = True, edits=(), ckpts: Path | None = None,
@@ -96,6 +104,13 @@ def batch(trained, tmp_path_factory):
     ckpt["extra"].pop("segments")
     torch.save(ckpt, no_settings / "part2_segments.pt")
 
+    leaked = tmp_path_factory.mktemp("ckpt_leaked")
+    shutil.copytree(trained, leaked, dirs_exist_ok=True)
+    ckpt = checkpoint.load(leaked / "part3_augmented.pt")
+    from genrekit import data
+    ckpt["extra"]["augmentation"]["sources"].append(data.open_dataset("synthetic").clips("test")[3].id)
+    torch.save(ckpt, leaked / "part3_augmented.pt")
+
     _submission(subs, "reference", ckpts=trained, answer="Pop and country: same backbeat and guitars.")
     _submission(subs, "blank", solved=False)
     # one part 1 mistake and one part 2 mistake per submission: their cells are disjoint
@@ -103,7 +118,9 @@ def batch(trained, tmp_path_factory):
     _submission(subs, "no_relu-and-mean_of_logits", edits=(NO_RELU, MEAN_OF_LOGITS), ckpts=trained)
     _submission(subs, "wrong_axis-and-across_clips", edits=(WRONG_AXIS, ACROSS_CLIPS), ckpts=trained)
     _submission(subs, "drops_short", edits=(DROPS_SHORT,), ckpts=trained)
-    _submission(subs, "vote_for_mean", edits=(VOTE_FOR_MEAN,), ckpts=trained)
+    _submission(subs, "vote_for_mean-and-fixed_noise", edits=(VOTE_FOR_MEAN, FIXED_NOISE), ckpts=trained)
+    _submission(subs, "resampled_stretch", edits=(RESAMPLED_STRETCH,), ckpts=trained)
+    _submission(subs, "leaked_test_clips", ckpts=leaked)
     _submission(subs, "one_class", ckpts=one_class)
     _submission(subs, "no_segment_settings", ckpts=no_settings)
     _submission(subs, "no_checkpoint")
@@ -142,7 +159,7 @@ def test_reference_gets_full_marks(batch):
 
 def test_every_graded_cell_is_accounted_for(batch):
     results, _ = batch
-    assert set(results["reference"].scores) == set(ALL_AUTO) | MANUAL
+    assert set(results["reference"].scores) == set(ALL_AUTO) | set(MANUAL)
 
 
 def test_blank_student_version_gets_nothing(batch):
@@ -159,7 +176,8 @@ def test_blank_student_version_gets_nothing(batch):
     ("wrong_axis-and-across_clips", {"test_baseline_embed", "test_baseline_forward", "test_segment_clips"}),
     # a short clip dropped by segment is a clip lost by segment_clips
     ("drops_short", {"test_segment", "test_segment_clips"}),
-    ("vote_for_mean", {"test_clip_probabilities"}),
+    ("vote_for_mean-and-fixed_noise", {"test_clip_probabilities", "test_add_noise_level"}),
+    ("resampled_stretch", {"test_time_stretch_pitch"}),
 ])
 def test_a_wrong_answer_loses_exactly_its_tests(batch, student, aimed_at):
     results, _ = batch
@@ -187,6 +205,7 @@ def test_one_class_checkpoint_fails_the_accuracy_bar(batch):
 @pytest.mark.parametrize("student, lost, reason", [
     ("no_checkpoint", set(ACCURACY_TESTS), "checkpoint not found"),
     ("no_segment_settings", {"test_accuracy_segments"}, "no valid segment settings"),
+    ("leaked_test_clips", {"test_accuracy_augmented"}, "trained on 1 validation or test clips"),
     ("syntax_error", set(ALL_AUTO), "SyntaxError"),
     ("endless_loop", {"test_log_mel_shape", "test_log_mel_db", *ACCURACY_TESTS}, "longer than 90 s"),
 ])
@@ -203,8 +222,8 @@ def test_outputs_csv_gradebook_feedback(batch):
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     assert set(rows) == set(results), "every submission has a row: the batch went on"
     assert float(rows["reference"]["total"]) == sum(ALL_AUTO.values())
-    assert float(rows["reference"]["max"]) == sum(ALL_AUTO.values()) + 2 + 4
-    assert set(rows["reference"]["manual_pending"].split()) == MANUAL
+    assert float(rows["reference"]["max"]) == sum(ALL_AUTO.values()) + sum(MANUAL.values())
+    assert set(rows["reference"]["manual_pending"].split()) == set(MANUAL)
     assert rows["reference"]["part2_segments_accuracy"]
     assert float(rows["blank"]["total"]) == 0 and float(rows["no_relu"]["test_conv_block"]) == 0
     with sqlite3.connect(out / "gradebook.db") as db:

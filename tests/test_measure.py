@@ -18,7 +18,10 @@ SAVE = ("import torch; from genre.models import BaselineCNN; from genrekit impor
         "torch.manual_seed(0); m = BaselineCNN();"
         "checkpoint.save('checkpoints/part1_baseline.pt', m, dataset='synthetic:default', seed=0);"
         "checkpoint.save('checkpoints/part2_segments.pt', m, dataset='synthetic:default', seed=0,"
-        " extra={'segments': {'seconds': 1.0, 'hop_seconds': 0.5}})")
+        " extra={'segments': {'seconds': 1.0, 'hop_seconds': 0.5}});"
+        "checkpoint.save('checkpoints/part3_augmented.pt', m, dataset='synthetic:default', seed=0,"
+        " extra={'segments': {'seconds': 1.0, 'hop_seconds': 0.5},"
+        " 'augmentation': {'recipe': {'copies': 1}, 'sources': ['metal/metal.00001.wav']}})")
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +148,20 @@ def test_a_crash_or_a_timeout_is_reported_for_every_part(submission, tests):
     _edit(submission, "genre/features.py", "os._exit(3)", "import time; time.sleep(60)")
     out = measure.measure(submission, PART_IDS, tests, timeout=5)
     assert all("longer than 5 s" in out[p]["error"] for p in PART_IDS)
+
+
+def test_training_on_held_out_clips_is_caught(submission, tests):
+    """Part 3's provenance is audited by the grader with the ids only it holds."""
+    import torch
+    path = submission / "checkpoints" / "part3_augmented.pt"
+    ckpt = torch.load(path, weights_only=True)
+    train_id = next(iter(sorted(tests.held_out_ids)))
+    assert "part3_augmented" in PART_IDS
+    ckpt["extra"]["augmentation"]["sources"] = ["jazz/jazz.99999.wav", train_id]
+    torch.save(ckpt, path)
+    out = measure.measure(submission, ["part3_augmented"], tests, timeout=120)
+    assert "trained on 1 validation or test clips" in out["part3_augmented"]["error"]
+    ckpt["extra"]["augmentation"] = {"recipe": {}}
+    torch.save(ckpt, path)
+    out = measure.measure(submission, ["part3_augmented"], tests, timeout=120)
+    assert "does not record the source clip" in out["part3_augmented"]["error"]

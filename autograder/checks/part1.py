@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.checks.common import hidden
+from autograder.checks.common import hidden, plain, plain_tensor
 from genrekit import config
 
 
@@ -31,16 +31,16 @@ def _reference_log_mel(y: np.ndarray) -> np.ndarray:
 @hidden
 def check_log_mel_shape(log_mel) -> None:
     for n in (7_777, 3 * config.SAMPLE_RATE + 5):
-        out = log_mel(_signal(n, n), config.SAMPLE_RATE)
+        out = plain(log_mel(_signal(n, n), config.SAMPLE_RATE))
         expected = (config.N_MELS, 1 + n // config.HOP_LENGTH)
-        assert np.shape(out) == expected, f"log_mel of {n} samples: expected shape {expected}, got {np.shape(out)}"
-        assert np.asarray(out).dtype == np.float32, "log_mel must return float32"
+        assert out.shape == expected, f"log_mel of {n} samples: expected shape {expected}, got {out.shape}"
+        assert out.dtype == np.float32, "log_mel must return float32"
 
 
 @hidden
 def check_log_mel_values(log_mel) -> None:
     y = _signal(2 * config.SAMPLE_RATE + 123, 7)
-    out = np.asarray(log_mel(y, config.SAMPLE_RATE), dtype=np.float64)
+    out = plain(log_mel(y, config.SAMPLE_RATE), np.float64)
     ref = _reference_log_mel(y)
     assert out.shape == ref.shape, f"log_mel shape {out.shape}, expected {ref.shape}"
     loud = ref > -config.TOP_DB + 10  # ignore the clipped floor, where dB conversions may differ slightly
@@ -71,7 +71,7 @@ def check_conv_block(conv_block_cls) -> None:
     for training in (True, False):
         block.train(training)
         with torch.no_grad():
-            out = block(x)
+            out = plain_tensor(block(x))
             stats = (None, None) if training else (bn.running_mean, bn.running_var)
             ref = F.max_pool2d(F.relu(F.batch_norm(F.conv2d(x, conv.weight, padding=1), *stats, bn.weight, bn.bias,
                                                    training=training, eps=bn.eps)), 2)
@@ -89,11 +89,11 @@ def check_baseline_forward(baseline_cls) -> None:
         f"BaselineCNN(channels=(4, 8, 8, 12)) should have 4 convolutions of those widths, got {[b.out_channels for b in blocks]}"
     for frames in (16, 37, 250):
         with torch.no_grad():
-            logits = model(torch.randn(2, 1, config.N_MELS, frames))
+            logits = plain_tensor(model(torch.randn(2, 1, config.N_MELS, frames)))
         assert logits.shape == (2, 5), f"BaselineCNN(n_classes=5) on {frames} frames: expected (2, 5), got {tuple(logits.shape)}"
     x = torch.randn(4, 1, config.N_MELS, 48)
     with torch.no_grad():
-        assert torch.allclose(model(x), model.classifier(model.embed(x)), atol=1e-5), \
+        assert torch.allclose(plain_tensor(model(x)), plain_tensor(model.classifier(model.embed(x))), atol=1e-5), \
             "forward should be classifier(dropout(embed(x)))"
 
 
@@ -105,8 +105,8 @@ def check_baseline_embed(baseline_cls) -> None:
         for p in model.input_bn.parameters():
             p.uniform_(0.5, 1.5)
         x = 10 * torch.randn(2, 1, config.N_MELS, 45) - 40  # dB-like values
-        emb = model.embed(x)
-        ref = model.blocks(model.input_bn(x)).mean(dim=(2, 3))
+        emb = plain_tensor(model.embed(x))
+        ref = plain_tensor(model.blocks(model.input_bn(x)).mean(dim=(2, 3)))
     assert emb.shape == ref.shape, f"embed should return (batch, channels[-1]) = {tuple(ref.shape)}, got {tuple(emb.shape)}"
     assert torch.allclose(emb, ref, atol=1e-5), \
         "embed should average the last block's output over mel bands and frames (axes 2 and 3), after input_bn"

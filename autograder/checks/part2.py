@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograder.checks.common import hidden
-
-
-def _plain(x, dtype=None) -> np.ndarray:
-    """A student's output as a plain numpy array (a subclass or tensor cannot change comparisons)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.array(x, dtype=dtype, copy=True).view(np.ndarray)
+from autograder.checks.common import hidden, plain
 
 
 def _logmel(mels: int, frames: int, seed: int) -> np.ndarray:
@@ -32,7 +25,7 @@ def check_segment_counts(segment) -> None:
     """Counts and content for lengths students have not seen: odd lengths, hops that do not divide."""
     for frames, seg, hop in ((37, 11, 5), (125, 125, 62), (126, 125, 62), (188, 125, 62), (99, 20, 7), (60, 20, 10)):
         S = _logmel(5, frames, frames + seg)
-        out = _plain(segment(S.copy(), seg, hop))
+        out = plain(segment(S.copy(), seg, hop))
         n = _expected_count(frames, seg, hop)
         assert out.shape == (n, 5, seg), (f"segment of {frames} frames into {seg}-frame segments every {hop}: "
                                           f"expected shape {(n, 5, seg)}, got {out.shape} (count 1 + (frames - seg) // hop)")
@@ -46,7 +39,7 @@ def check_segment_short(segment) -> None:
     """A clip shorter than one segment gives one segment: the clip looped from its start."""
     for frames, seg in ((1, 9), (40, 125), (124, 125)):
         S = _logmel(4, frames, frames)
-        out = _plain(segment(S.copy(), seg, max(1, seg // 2)))
+        out = plain(segment(S.copy(), seg, max(1, seg // 2)))
         assert out.shape == (1, 4, seg), (f"a clip of {frames} frames, shorter than a {seg}-frame segment, "
                                           f"should give exactly one segment (shape (1, 4, {seg})), got {out.shape}")
         looped = np.concatenate([S] * (seg // frames + 1), axis=1)[:, :seg]
@@ -61,9 +54,9 @@ def check_segment_clips(segment_clips, segment) -> None:
     lengths = (30, 200, 7, 41, 30, 95)
     clips = [_logmel(6, n, 100 + i) for i, n in enumerate(lengths)]
     segs, index = segment_clips([c.copy() for c in clips], seg, hop)
-    segs, index = _plain(segs, np.float32), _plain(index)
+    segs, index = plain(segs, np.float32), plain(index)
     assert np.issubdtype(index.dtype, np.integer), f"the clip index should hold integers, got {index.dtype}"
-    per_clip = [_plain(segment(c.copy(), seg, hop), np.float32) for c in clips]
+    per_clip = [plain(segment(c.copy(), seg, hop), np.float32) for c in clips]
     assert set(index.tolist()) == set(range(len(clips))), \
         f"every clip should give at least one segment; clips {sorted(set(range(len(clips))) - set(index.tolist()))} have none"
     expected_index = np.concatenate([np.full(len(p), i) for i, p in enumerate(per_clip)])
@@ -94,7 +87,7 @@ def check_mean_of_probabilities(clip_probabilities) -> None:
     """method='mean' (the default) is the mean of the segments' softmax probabilities, per clip."""
     for seed in (1, 2):
         logits, index, n = _case(seed)
-        out = _plain(clip_probabilities(logits.copy(), index.copy(), n), np.float64)
+        out = plain(clip_probabilities(logits.copy(), index.copy(), n), np.float64)
         expected = np.zeros((n, logits.shape[1]))
         np.add.at(expected, index, _softmax(logits))
         expected /= np.bincount(index, minlength=n)[:, None]
@@ -108,7 +101,7 @@ def check_mean_of_probabilities(clip_probabilities) -> None:
 def check_vote(clip_probabilities) -> None:
     """method='vote': the fraction of a clip's segments whose most probable class is each class."""
     logits, index, n = _case(3)
-    out = _plain(clip_probabilities(logits.copy(), index.copy(), n, method="vote"), np.float64)
+    out = plain(clip_probabilities(logits.copy(), index.copy(), n, method="vote"), np.float64)
     expected = np.zeros((n, logits.shape[1]))
     np.add.at(expected, (index, logits.argmax(axis=1)), 1.0)
     expected /= np.bincount(index, minlength=n)[:, None]
