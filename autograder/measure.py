@@ -67,8 +67,21 @@ def student(path: str, submission: Path):
     return obj
 
 
+_FEATURES: dict = {}  # the student's front end per (import path, audio): computed once for all parts
+
+
 def _features(code: dict, submission: Path, audio: list[np.ndarray]) -> list[np.ndarray]:
-    """The student's front end on every clip, checked: (N_MELS, frames) finite float arrays."""
+    """The student's front end on every clip, checked: (N_MELS, frames) finite float arrays.
+
+    Parts that share a front end (1-3 all use ``log_mel``) share its output: it is computed once per
+    measurement, on fresh copies of the audio."""
+    key = (code["features"], id(audio))
+    if key not in _FEATURES:
+        _FEATURES[key] = _compute_features(code, submission, audio)
+    return [f.copy() for f in _FEATURES[key]]
+
+
+def _compute_features(code: dict, submission: Path, audio: list[np.ndarray]) -> list[np.ndarray]:
     from genrekit import config
     features = student(code["features"], submission)
     out = []

@@ -65,6 +65,12 @@ def execute(folder: Path, data_spec: str, seed: int = 0, env_extra: dict | None 
     return seconds
 
 
+def notebooks() -> list[str]:
+    """The notebooks of the declared parts, in order (a notebook being written but not yet declared is
+    not run)."""
+    return list(dict.fromkeys(p.notebook for p in PARTS))
+
+
 def _show_results(nb_path: Path) -> None:
     """Print the lines of the executed notebook that report results (best epoch, test metrics)."""
     import nbformat
@@ -121,7 +127,7 @@ def run(data_spec: str, out: Path) -> int:
     table = thresholds.load()
     missing = [p.id for p in PARTS if ds.spec not in table.get(p.id, {}).get("datasets", {})]
     submission = copy_solution(out / "submissions" / "reference" / ASSIGNMENT)
-    seconds = execute(submission, data_spec)
+    seconds = execute(submission, data_spec, notebooks=notebooks())
     if missing:  # a user's own dataset: measure, show, and say how to calibrate
         tests = measuring.test_set(data_spec, workdir=out)
         try:
@@ -162,7 +168,7 @@ def calibrate(data_spec: str, seeds: int, out: Path) -> int:
     try:
         for seed in range(seeds):
             folder = copy_solution(out / f"seed{seed}" / ASSIGNMENT)
-            execute(folder, data_spec, seed)
+            execute(folder, data_spec, seed, notebooks=notebooks())
             results = measuring.measure(folder, [p.id for p in PARTS], tests, timeout=3600)
             for part in PARTS:
                 m = results[part.id]

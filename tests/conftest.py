@@ -49,5 +49,5 @@ def reference_run(tmp_path_factory):
     from autograder import reference
     from autograder.course import ASSIGNMENT
     folder = reference.copy_solution(tmp_path_factory.mktemp("reference") / ASSIGNMENT)
-    reference.execute(folder, "synthetic", seed=0, env_extra={"GENRE_SWEEP": "0"})
+    reference.execute(folder, "synthetic", seed=0, env_extra={"GENRE_SWEEP": "0"}, notebooks=reference.notebooks())
     return folder

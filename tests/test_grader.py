@@ -104,8 +104,7 @@ def batch(trained, tmp_path_factory):
     ckpt["extra"].pop("segments")
     torch.save(ckpt, no_settings / "part2_segments.pt")
 
-    leaked = tmp_path_factory.mktemp("ckpt_leaked")
-    shutil.copytree(trained, leaked, dirs_exist_ok=True)
+    leaked = no_settings  # part 2 without segment settings, part 3 trained on a test clip
     ckpt = checkpoint.load(leaked / "part3_augmented.pt")
     from genrekit import data
     ckpt["extra"]["augmentation"]["sources"].append(data.open_dataset("synthetic").clips("test")[3].id)
@@ -114,15 +113,14 @@ def batch(trained, tmp_path_factory):
     _submission(subs, "reference", ckpts=trained, answer="Pop and country: same backbeat and guitars.")
     _submission(subs, "blank", solved=False)
     # one part 1 mistake and one part 2 mistake per submission: their cells are disjoint
-    _submission(subs, "no_db-and-off_by_one", edits=(NO_DB, OFF_BY_ONE), ckpts=trained)
-    _submission(subs, "no_relu-and-mean_of_logits", edits=(NO_RELU, MEAN_OF_LOGITS), ckpts=trained)
+    # several independent mistakes per submission (their cells are disjoint): each loses its own points
+    _submission(subs, "no_db-and-off_by_one-and-fixed_noise", edits=(NO_DB, OFF_BY_ONE, FIXED_NOISE), ckpts=trained)
+    _submission(subs, "no_relu-and-mean_of_logits-and-resampled_stretch",
+                edits=(NO_RELU, MEAN_OF_LOGITS, RESAMPLED_STRETCH), ckpts=trained)
     _submission(subs, "wrong_axis-and-across_clips", edits=(WRONG_AXIS, ACROSS_CLIPS), ckpts=trained)
-    _submission(subs, "drops_short", edits=(DROPS_SHORT,), ckpts=trained)
-    _submission(subs, "vote_for_mean-and-fixed_noise", edits=(VOTE_FOR_MEAN, FIXED_NOISE), ckpts=trained)
-    _submission(subs, "resampled_stretch", edits=(RESAMPLED_STRETCH,), ckpts=trained)
-    _submission(subs, "leaked_test_clips", ckpts=leaked)
+    _submission(subs, "drops_short-and-vote_for_mean", edits=(DROPS_SHORT, VOTE_FOR_MEAN), ckpts=trained)
+    _submission(subs, "leaked-and-no_segment_settings", ckpts=leaked)
     _submission(subs, "one_class", ckpts=one_class)
-    _submission(subs, "no_segment_settings", ckpts=no_settings)
     _submission(subs, "no_checkpoint")
     _submission(subs, "syntax_error", edits=(SYNTAX_ERROR,), ckpts=trained)
     _submission(subs, "endless_loop", edits=(ENDLESS,), ckpts=trained)
@@ -170,14 +168,13 @@ def test_blank_student_version_gets_nothing(batch):
 
 
 @pytest.mark.parametrize("student, aimed_at", [
-    ("no_db-and-off_by_one", {"test_log_mel_db", "test_segment"}),
-    ("no_relu-and-mean_of_logits", {"test_conv_block", "test_clip_probabilities"}),
+    ("no_db-and-off_by_one-and-fixed_noise", {"test_log_mel_db", "test_segment", "test_add_noise_level"}),
+    ("no_relu-and-mean_of_logits-and-resampled_stretch",
+     {"test_conv_block", "test_clip_probabilities", "test_time_stretch_pitch"}),
     # the embedding feeds the classifier: a wrong pooling axis breaks forward too
     ("wrong_axis-and-across_clips", {"test_baseline_embed", "test_baseline_forward", "test_segment_clips"}),
     # a short clip dropped by segment is a clip lost by segment_clips
-    ("drops_short", {"test_segment", "test_segment_clips"}),
-    ("vote_for_mean-and-fixed_noise", {"test_clip_probabilities", "test_add_noise_level"}),
-    ("resampled_stretch", {"test_time_stretch_pitch"}),
+    ("drops_short-and-vote_for_mean", {"test_segment", "test_segment_clips", "test_clip_probabilities"}),
 ])
 def test_a_wrong_answer_loses_exactly_its_tests(batch, student, aimed_at):
     results, _ = batch
@@ -186,11 +183,20 @@ def test_a_wrong_answer_loses_exactly_its_tests(batch, student, aimed_at):
 
 
 def test_part2_accuracy_uses_the_students_aggregation(batch):
-    """The grader measures with the student's own code: averaging logits is graded as written."""
+    """The grader measures with the student's own code: its segmentation and aggregation as written."""
     results, _ = batch
     ref = results["reference"].accuracy["part2_segments"]
-    logits = results["no_relu-and-mean_of_logits"].accuracy["part2_segments"]
-    assert "accuracy" in logits and logits["segments"] == ref["segments"]
+    votes = results["drops_short-and-vote_for_mean"].accuracy["part2_segments"]
+    assert "accuracy" in votes and votes["segments"] == ref["segments"]
+    crossing = results["wrong_axis-and-across_clips"].accuracy["part2_segments"]
+    assert "error" in crossing, "a BaselineCNN whose embedding has the wrong size cannot be measured"
+
+
+def test_training_on_test_clips_loses_the_part3_accuracy(batch):
+    results, _ = batch
+    r = results["leaked-and-no_segment_settings"]
+    assert "trained on 1 validation or test clips" in r.accuracy["part3_augmented"]["error"]
+    assert "accuracy" in r.accuracy["part1_baseline"]
 
 
 def test_one_class_checkpoint_fails_the_accuracy_bar(batch):
@@ -204,8 +210,8 @@ def test_one_class_checkpoint_fails_the_accuracy_bar(batch):
 
 @pytest.mark.parametrize("student, lost, reason", [
     ("no_checkpoint", set(ACCURACY_TESTS), "checkpoint not found"),
-    ("no_segment_settings", {"test_accuracy_segments"}, "no valid segment settings"),
-    ("leaked_test_clips", {"test_accuracy_augmented"}, "trained on 1 validation or test clips"),
+    ("leaked-and-no_segment_settings", {"test_accuracy_segments", "test_accuracy_augmented"},
+     "no valid segment settings"),
     ("syntax_error", set(ALL_AUTO), "SyntaxError"),
     ("endless_loop", {"test_log_mel_shape", "test_log_mel_db", *ACCURACY_TESTS}, "longer than 90 s"),
 ])
