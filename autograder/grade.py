@@ -634,7 +634,12 @@ def heldout_tests(data_spec: str, private: Path) -> measuring.TestSet | None:
     folder = private / "heldout" / "synthetic"
     if not (folder / "splits").is_dir():
         synth.build(folder, seed=int(cfg["seed"]), progress=False, **cfg.get("build", {}))
-    return measuring.test_set(str(folder), workdir=private)
+    tests = measuring.test_set(str(folder), workdir=private)
+    # provenance audits compare training sources with the clips of the dataset students trained on
+    # (the held-out set reuses the same file names for other music)
+    public = data.open_dataset(data_spec)
+    tests.held_out_ids = frozenset(c.id for s in ("valid", "test") if public.has(s) for c in public.clips(s))
+    return tests
 
 
 def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int = 1, cell_timeout: int = 120,

@@ -25,7 +25,7 @@ from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, ROOT, SOLUTIONS
 pytestmark = pytest.mark.skipif(sandboxing.bwrap_path() is None, reason=sandboxing.INSTALL_HINT)
 
 LIMITS = sandboxing.Limits(memory_mb=3072, processes=160, file_mb=64, disk_mb=400, tmp_mb=256, cpu_s=600)
-AUTOGRADE_TIMEOUT = 150
+AUTOGRADE_TIMEOUT = 100
 PACKAGE = SOLUTIONS / ASSIGNMENT / "genre"
 SECRET_WORDS = ("_reference_log_mel", "### BEGIN SOLUTION")
 
@@ -136,7 +136,7 @@ def hostile_batch(reference_run, tmp_path_factory):
     (mixed / "bad name!").mkdir()
 
     before = _tree_checksum()
-    kw = dict(cell_timeout=30, accuracy_timeout=120, progress=False, limits=LIMITS, autograde_timeout=AUTOGRADE_TIMEOUT)
+    kw = dict(cell_timeout=20, accuracy_timeout=60, progress=False, limits=LIMITS, autograde_timeout=AUTOGRADE_TIMEOUT)
     out_mixed = tmp_path_factory.mktemp("out_mixed")
     mixed_results = grading.grade(mixed, out_mixed, "synthetic", jobs=2, **kw)
     honest_results = grading.grade(honest, tmp_path_factory.mktemp("out_honest"), "synthetic", jobs=2, **kw)
