@@ -10,6 +10,7 @@ docstring), one part at a time, driven by the numbered notebooks next to this fo
 - ``fusion.py``    part 4: pooling musicnn embeddings, an MLP on them, fusion with the CNN
 - ``retrieval.py`` part 4: nearest neighbours by cosine similarity, precision@k and MAP@k
 - ``finetune.py``  part 5: adapting an ImageNet ResNet to log-mels, freezing, learning rates per group
+- ``final.py``     part 5: late fusion of clip probabilities (provided, nothing to implement)
 
 The toolkit ``genrekit`` provides everything else (data, caching, training, plots, checkpoints).
 """
