@@ -58,7 +58,7 @@ grade: $(STAMP) sandbox
 	$(PY) -m autograder grade $(SUBMISSIONS) --out $(OUT) --data $(DATA) --jobs $(JOBS)
 
 calibrate: $(STAMP)
-	$(PY) -m autograder calibrate --data $(DATA) --seeds $(SEEDS)
+	$(PY) -m autograder calibrate --data $(DATA) --seeds $(SEEDS) $(if $(PARTS),--parts $(PARTS))
 
 test: $(STAMP) sandbox
 	$(PY) -m pytest

@@ -3,7 +3,7 @@
     python -m autograder release                       solutions/ -> assignment/
     python -m autograder grade SUBMISSIONS --out DIR [--data SPEC] [--jobs N] [--cell-timeout S] [--no-sandbox]
     python -m autograder reference [--data SPEC] [--out DIR]
-    python -m autograder calibrate [--data SPEC] [--seeds N]
+    python -m autograder calibrate [--data SPEC] [--seeds N] [--parts PART ...]
 
 Every command exits 0 when it did its job, else non-zero with a one-line reason on stderr.
 """
@@ -49,7 +49,7 @@ def _reference(args) -> int:
 
 def _calibrate(args) -> int:
     from autograder import reference
-    return reference.calibrate(args.data, args.seeds, args.out)
+    return reference.calibrate(args.data, args.seeds, args.out, args.parts or None)
 
 
 def main(argv=None) -> int:
@@ -82,6 +82,8 @@ def main(argv=None) -> int:
         p.add_argument("--data", default="synthetic")
         p.add_argument("--out", type=Path, default=Path("out") / name)
         if name == "calibrate":
+            p.add_argument("--parts", nargs="*", help="only these parts (their notebooks re-run on the seed "
+                                                      "folders an earlier calibration left in OUT)")
             p.add_argument("--seeds", type=int, default=3)
         p.set_defaults(run=_reference if name == "reference" else _calibrate)
     args = parser.parse_args(argv)

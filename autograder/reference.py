@@ -158,19 +158,38 @@ def run(data_spec: str, out: Path) -> int:
     return 0
 
 
-def calibrate(data_spec: str, seeds: int, out: Path) -> int:
+def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None = None) -> int:
+    """Execute the reference over ``seeds`` seeds and write the thresholds of ``part_ids`` (default:
+    every part) on this dataset. With ``part_ids``, a seed folder left by an earlier calibration in
+    OUT keeps its notebooks and checkpoints and only the notebooks of those parts are executed again
+    (later parts train on earlier parts' checkpoints); without one, everything is executed."""
     from genrekit import data
     ds = data.open_dataset(data_spec)
     out = (out / slug(ds.spec)).resolve()
     table = thresholds.load()
-    measured: dict[str, list[float]] = {p.id: [] for p in PARTS}
-    tests = measuring.test_set(data_spec, workdir=out.parent if out.parent.exists() else None)
+    chosen = [p for p in PARTS if part_ids is None or p.id in part_ids]
+    unknown = set(part_ids or ()) - {p.id for p in PARTS}
+    if unknown:
+        raise GradingError(f"unknown part(s) {', '.join(sorted(unknown))} (have {', '.join(p.id for p in PARTS)})")
+    measured: dict[str, list[float]] = {p.id: [] for p in chosen}
+    out.mkdir(parents=True, exist_ok=True)
+    tests = measuring.test_set(data_spec, workdir=out)
     try:
         for seed in range(seeds):
-            folder = copy_solution(out / f"seed{seed}" / ASSIGNMENT)
-            execute(folder, data_spec, seed, notebooks=notebooks())
-            results = measuring.measure(folder, [p.id for p in PARTS], tests, timeout=3600)
-            for part in PARTS:
+            folder = out / f"seed{seed}" / ASSIGNMENT
+            earlier = [p for p in PARTS if p not in chosen and PARTS.index(p) < PARTS.index(chosen[0])]
+            if part_ids is not None and all((folder / p.checkpoint).is_file() for p in earlier):
+                for part in chosen:  # the chosen parts' notebooks as they are now in solutions/
+                    shutil.copy2(SOLUTIONS / ASSIGNMENT / f"{part.notebook}.ipynb", folder)
+                    (folder / part.checkpoint).unlink(missing_ok=True)
+                shutil.copytree(SOLUTIONS / ASSIGNMENT / "genre", folder / "genre", dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns(*SUBMISSION_JUNK))
+                execute(folder, data_spec, seed, notebooks=list(dict.fromkeys(p.notebook for p in chosen)))
+            else:
+                folder = copy_solution(folder)
+                execute(folder, data_spec, seed, notebooks=notebooks())
+            results = measuring.measure(folder, [p.id for p in chosen], tests, timeout=3600)
+            for part in chosen:
                 m = results[part.id]
                 if "error" in m:
                     raise GradingError(f"seed {seed}, {part.id}: {m['error']}")
@@ -178,7 +197,7 @@ def calibrate(data_spec: str, seeds: int, out: Path) -> int:
                 print(f"  seed {seed}: {part.id} test accuracy {m['accuracy']:.3f}")
     finally:
         shutil.rmtree(tests.request_dir, ignore_errors=True)
-    for part in PARTS:
+    for part in chosen:
         entry = thresholds.from_reference(measured[part.id])
         entry["calibrated_on"] = time.strftime("%Y-%m-%d")
         table.setdefault(part.id, {"datasets": {}})["datasets"][ds.spec] = entry

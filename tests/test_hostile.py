@@ -26,6 +26,7 @@ pytestmark = pytest.mark.skipif(sandboxing.bwrap_path() is None, reason=sandboxi
 
 LIMITS = sandboxing.Limits(memory_mb=3072, processes=160, file_mb=64, disk_mb=400, tmp_mb=256, cpu_s=600)
 AUTOGRADE_TIMEOUT = 100
+ACCURACY_TIMEOUT = 50
 PACKAGE = SOLUTIONS / ASSIGNMENT / "genre"
 SECRET_WORDS = ("_reference_log_mel", "### BEGIN SOLUTION")
 
@@ -102,13 +103,11 @@ def hostile_batch(reference_run, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     _parts_with_thresholds(mp)
     ckpts = reference_run / "checkpoints"
-    honest = tmp_path_factory.mktemp("honest")
     mixed = tmp_path_factory.mktemp("mixed")
-    for root in (honest, mixed):
-        _submission(root, "reference", ckpts=ckpts)
-        _submission(root, "blank")
-        shutil.rmtree(root / "blank" / ASSIGNMENT / "genre")
-        shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT / "genre", root / "blank" / ASSIGNMENT / "genre")
+    _submission(mixed, "reference", ckpts=ckpts)
+    _submission(mixed, "blank")
+    shutil.rmtree(mixed / "blank" / ASSIGNMENT / "genre")
+    shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT / "genre", mixed / "blank" / ASSIGNMENT / "genre")
     for student, prefix in HOSTILE.items():
         _submission(mixed, student, prefix=prefix, ckpts=ckpts)
     # a notebook whose test cell was edited into a pass, with its points raised
@@ -136,23 +135,23 @@ def hostile_batch(reference_run, tmp_path_factory):
     (mixed / "bad name!").mkdir()
 
     before = _tree_checksum()
-    kw = dict(cell_timeout=20, accuracy_timeout=60, progress=False, limits=LIMITS, autograde_timeout=AUTOGRADE_TIMEOUT)
+    kw = dict(cell_timeout=20, accuracy_timeout=ACCURACY_TIMEOUT, progress=False, limits=LIMITS,
+              autograde_timeout=AUTOGRADE_TIMEOUT)
     out_mixed = tmp_path_factory.mktemp("out_mixed")
     mixed_results = grading.grade(mixed, out_mixed, "synthetic", jobs=2, **kw)
-    honest_results = grading.grade(honest, tmp_path_factory.mktemp("out_honest"), "synthetic", jobs=2, **kw)
     after = _tree_checksum()
     mp.undo()
-    return ({r.student: r for r in mixed_results}, {r.student: r for r in honest_results}, out_mixed,
-            before, after)
+    return {r.student: r for r in mixed_results}, out_mixed, before, after
 
 
 def test_the_batch_completes_and_honest_grades_are_unchanged(hostile_batch):
-    mixed, honest, out, _, _ = hostile_batch
-    for student in honest:
-        assert mixed[student].scores == honest[student].scores, student
-        assert mixed[student].accuracy.get("part1_baseline", {}).get("accuracy") == \
-            honest[student].accuracy.get("part1_baseline", {}).get("accuracy")
+    """Beside the hostile rows, the reference still gets every automatic point (as in the batch of
+    tests/test_grader.py, which has no hostile submission) and the blank version none."""
+    mixed, out, _, _ = hostile_batch
+    auto = {gid: pts for _, gid, pts in grading.grade_cells() if not gid.startswith("answer_")}
     assert mixed["reference"].status == "ok", mixed["reference"].status
+    assert {g: mixed["reference"].scores[g] for g in auto} == auto
+    assert all(mixed["blank"].scores[g] == 0 for g in auto), mixed["blank"].scores
     with open(out / "grades.csv") as f:
         ids = [row["student_id"] for row in csv.DictReader(f)]
     assert len(ids) == len(set(ids)) == len(mixed), "each student once in grades.csv"
@@ -163,7 +162,7 @@ def test_the_batch_completes_and_honest_grades_are_unchanged(hostile_batch):
     ("h_fork", "process limit 160 exceeded"),
     ("h_file", "output size limit 64 MB per file exceeded"),
     ("h_disk", "disk limit 400 MB exceeded"),
-    ("h_sleep", f"longer than {AUTOGRADE_TIMEOUT} s"),
+    ("h_sleep", f"accuracy measurement took longer than {ACCURACY_TIMEOUT} s"),
     ("h_tampered", "test cell 'test_log_mel_shape' edited"),
     ("h_link", "symbolic link gtzan_genre/genre/x.py"),
     ("h_toplink", "is a symbolic link"),
@@ -176,7 +175,7 @@ def test_each_hostile_row_says_what_happened(hostile_batch, student, says):
 
 
 def test_invalid_names_are_refused_not_used_as_paths(hostile_batch):
-    mixed, _, out, _, _ = hostile_batch
+    mixed, out, _, _ = hostile_batch
     refused = [r for s, r in mixed.items() if s.startswith("invalid-")]
     assert len(refused) == 2 and all("not a valid student id" in r.status for r in refused)
     assert (out / "grades.csv").is_file() and not (out.parent / "evil.txt").exists()
@@ -194,7 +193,7 @@ def test_the_grader_tree_is_unchanged(hostile_batch):
 
 
 def test_spy_found_nothing_and_feedback_is_inert(hostile_batch):
-    mixed, _, out, _, _ = hostile_batch
+    mixed, out, _, _ = hostile_batch
     assert mixed["h_spy"].scores == mixed["reference"].scores, mixed["h_spy"].status
     for page in (out / "feedback").rglob("*.html"):
         text = page.read_text()

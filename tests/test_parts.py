@@ -47,3 +47,11 @@ def test_ids_are_unique_across_the_assignment():
 def test_unknown_part_is_a_one_line_error():
     with pytest.raises(KeyError, match="unknown part 'part9'"):
         get("part9")
+
+
+def test_every_released_notebook_is_a_declared_part():
+    """A notebook in the release whose accuracy cell no part declares would hand out its points
+    unmeasured: drafts stay in solutions/drafts until their part is declared."""
+    declared = {p.notebook for p in PARTS}
+    released = {nb.stem for nb in (SOLUTIONS / ASSIGNMENT).glob("*.ipynb")}
+    assert released == declared, f"not declared: {sorted(released - declared)}; missing: {sorted(declared - released)}"
