@@ -21,7 +21,7 @@ from pathlib import Path
 
 from autograder import measure as measuring
 from autograder import thresholds
-from autograder.course import ASSIGNMENT, SOLUTIONS, GradingError, nbgrader_env
+from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, PACKAGE, SOLUTIONS, GradingError, nbgrader_env
 from autograder.grade import SUBMISSION_JUNK, cell_points, grade
 from autograder.parts import PARTS
 
@@ -33,6 +33,31 @@ def copy_solution(dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(SOLUTIONS / ASSIGNMENT, dest, ignore=shutil.ignore_patterns(*SUBMISSION_JUNK, "checkpoints"))
+    return dest
+
+
+def as_submission(executed: Path, dest: Path) -> Path:
+    """What a student who wrote the reference would hand in: the released notebooks with the reference's
+    written answers typed into their answer cells, the reference package, and the checkpoints the
+    executed reference notebooks saved (the solution notebooks themselves carry hidden tests, which
+    grading would rightly report as tampered test cells)."""
+    import nbformat
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT, dest, ignore=shutil.ignore_patterns(*SUBMISSION_JUNK))
+    shutil.copytree(executed / PACKAGE, dest / PACKAGE, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*SUBMISSION_JUNK))
+    if (executed / "checkpoints").is_dir():
+        shutil.copytree(executed / "checkpoints", dest / "checkpoints", dirs_exist_ok=True)
+    for nb_path in sorted(dest.glob("*.ipynb")):
+        answers = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source
+                   for c in nbformat.read(executed / nb_path.name, as_version=4).cells
+                   if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "markdown"}
+        nb = nbformat.read(nb_path, as_version=4)
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if cell.metadata.get("nbgrader", {}).get("solution") and cell.cell_type == "markdown" and gid in answers:
+                cell.source = answers[gid]
+        nbformat.write(nb, nb_path)
     return dest
 
 
@@ -126,8 +151,9 @@ def run(data_spec: str, out: Path) -> int:
     out = (out / slug(ds.spec)).resolve()
     table = thresholds.load()
     missing = [p.id for p in PARTS if ds.spec not in table.get(p.id, {}).get("datasets", {})]
-    submission = copy_solution(out / "submissions" / "reference" / ASSIGNMENT)
-    seconds = execute(submission, data_spec, notebooks=notebooks())
+    executed = copy_solution(out / "executed" / ASSIGNMENT)
+    seconds = execute(executed, data_spec, notebooks=notebooks())
+    submission = as_submission(executed, out / "submissions" / "reference" / ASSIGNMENT)
     if missing:  # a user's own dataset: measure, show, and say how to calibrate
         tests = measuring.test_set(data_spec, workdir=out)
         try:

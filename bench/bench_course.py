@@ -43,7 +43,7 @@ def main() -> None:
                                                   capture_output=True, text=True, env=nbgrader_env()))
         if res.returncode != 0:
             sys.exit(f"bench: the reference run failed: {res.stderr.strip().splitlines()[-1:]}")
-        executed = ref_out / "submissions" / "reference"
+        executed = next(ref_out.glob("*/submissions/reference"))  # out/reference/<dataset>/submissions/reference
         one = tmp / "one"
         shutil.copytree(executed, one / "student000")
         t_one, results = timed(lambda: grade(one, tmp / "grades1", progress=False))
