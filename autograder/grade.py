@@ -637,8 +637,7 @@ def heldout_tests(data_spec: str, private: Path) -> measuring.TestSet | None:
     tests = measuring.test_set(str(folder), workdir=private)
     # provenance audits compare training sources with the clips of the dataset students trained on
     # (the held-out set reuses the same file names for other music)
-    public = data.open_dataset(data_spec)
-    tests.held_out_ids = frozenset(c.id for s in ("valid", "test") if public.has(s) for c in public.clips(s))
+    tests.held_out_ids = measuring.held_out_ids(data.open_dataset(data_spec))
     return tests
 
 

@@ -296,6 +296,11 @@ class TestSet:
         return [np.asarray(f, dtype=np.float32) for f in frames]
 
 
+def held_out_ids(ds) -> frozenset:
+    """Ids of a dataset's validation and test clips: what no training example may come from."""
+    return frozenset(c.id for s in ("valid", "test") if ds.has(s) for c in ds.clips(s))
+
+
 def test_set(data_spec: str, workdir: Path | None = None, seed: int | None = None) -> TestSet:
     """Load the test clips of ``data_spec`` once, shuffled with a secret order (``seed`` for tests).
 
@@ -321,8 +326,7 @@ def test_set(data_spec: str, workdir: Path | None = None, seed: int | None = Non
     request_dir = Path(tempfile.mkdtemp(prefix="measure-", dir=workdir))
     os.chmod(request_dir, 0o700)
     np.savez(request_dir / "audio.npz", audio=np.concatenate(waves).astype(np.float32), lengths=lengths)
-    held_out = frozenset(c.id for s in ("valid", "test") if ds.has(s) for c in ds.clips(s))
-    return TestSet(ds.spec, np.asarray(labels, dtype=np.int64)[order], lengths, request_dir, skipped, held_out,
+    return TestSet(ds.spec, np.asarray(labels, dtype=np.int64)[order], lengths, request_dir, skipped, held_out_ids(ds),
                    [kept[i] for i in order])
 
 
