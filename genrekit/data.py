@@ -30,7 +30,7 @@ import numpy as np
 from genrekit import config
 
 SPLITS = ("train", "valid", "test")
-NAMED = ("synthetic", "gtzan8")  # dataset names resolved in config.data_dir(), never in the current folder
+NAMED = ("synthetic", "synthetic-small", "gtzan8")  # dataset names resolved in config.data_dir(), never in the current folder
 MANIFEST = "dataset.json"
 
 
@@ -189,23 +189,25 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (split or None)
 
 
-def _current_synthetic(folder: Path) -> bool:
-    """Whether the synthetic dataset in ``folder`` is what today's generator builds by default."""
+def _current_synthetic(folder: Path, name: str) -> bool:
+    """Whether the synthetic dataset in ``folder`` is what today's generator builds for ``name``."""
     from genrekit import synth
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    return (manifest.get("version") == synth.SYNTH_VERSION and manifest.get("seed") == synth.DEFAULT_SEED
-            and manifest.get("clips_per_genre") == synth.DEFAULT_CLIPS_PER_GENRE
-            and manifest.get("seconds") == synth.DEFAULT_SECONDS)
+    preset = synth.PRESETS[name]
+    return (manifest.get("version") == synth.SYNTH_VERSION and manifest.get("name") == name
+            and manifest.get("seed") == preset["seed"] and manifest.get("clips_per_genre") == preset["clips_per_genre"]
+            and manifest.get("seconds") == preset["seconds"])
 
 
 def open_dataset(spec: str | None = None, data_dir=None) -> Dataset:
     """Open a dataset by name (``synthetic``, ``gtzan8``, ``gtzan8:580``) or by folder path.
 
     ``spec`` defaults to ``$GENRE_DATASET`` or ``synthetic``. Named datasets live in
-    ``config.data_dir()/<name>``; the synthetic one is built there on first use.
+    ``config.data_dir()/<name>``; the synthetic ones (``synthetic``, and ``synthetic-small`` with 8 s
+    clips for quick runs) are built there on first use.
     """
     import os
     spec = spec or os.environ.get(config.DATASET_ENV) or config.DEFAULT_DATASET
@@ -216,15 +218,16 @@ def open_dataset(spec: str | None = None, data_dir=None) -> Dataset:
             return Dataset(as_path, split)
     root = Path(data_dir) if data_dir else config.data_dir()
     folder = root / name
-    if name == "synthetic" and (folder / MANIFEST).is_file() and not _current_synthetic(folder):
-        print(f"rebuilding the synthetic dataset in {folder} (made by an older generator)")
+    synthetic = name in NAMED and name.startswith("synthetic")
+    if synthetic and (folder / MANIFEST).is_file() and not _current_synthetic(folder, name):
+        print(f"rebuilding the {name} dataset in {folder} (made by an older generator)")
         from genrekit import synth
-        synth.build(folder)
+        synth.build(folder, **synth.PRESETS[name])
     if not (folder / MANIFEST).is_file():
-        if name == "synthetic":
+        if synthetic:
             from genrekit import synth
-            print(f"building the synthetic dataset in {folder} (first use)")
-            synth.build(folder)
+            print(f"building the {name} dataset in {folder} (first use)")
+            synth.build(folder, **synth.PRESETS[name])
         elif name == "gtzan8":
             raise DatasetError(f"{folder}: GTZAN not prepared; run `make data-gtzan DATA={root}/gtzan8` first")
         else:

@@ -36,6 +36,13 @@ DEFAULT_SECONDS = 15.0
 DEFAULT_SEED = 0
 SPLIT_FRACTIONS = {"train": 0.35, "valid": 0.15, "test": 0.5}  # a small training set and >= 100 test clips
 BORROW_PROB = 0.3            # chance that one part of a clip is played in another genre's manner
+# Named builds, opened by name like any dataset (``open_dataset("synthetic-small")``): the course's
+# dataset, and a shorter-clip one for quick runs (the project's tests, smoke runs of a new machine),
+# with thresholds of its own. A build with other arguments is named by them (see :func:`name_of`).
+PRESETS = {
+    "synthetic": {"clips_per_genre": DEFAULT_CLIPS_PER_GENRE, "seconds": DEFAULT_SECONDS, "seed": DEFAULT_SEED},
+    "synthetic-small": {"clips_per_genre": DEFAULT_CLIPS_PER_GENRE, "seconds": 8.0, "seed": DEFAULT_SEED},
+}
 
 DRUMS, BASS, COMP, LEAD, PAD = 9, 0, 1, 2, 3     # MIDI channels of the parts
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
@@ -390,6 +397,16 @@ def split_of(clips_per_genre: int, seed: int, genre: str) -> dict[str, list[int]
             "test": sorted(order[n_train + n_valid:].tolist())}
 
 
+def name_of(clips_per_genre: int, seconds: float, seed: int) -> str:
+    """The dataset name a build records: its preset's name, or one made of its arguments
+    (``synthetic-12x5s-seed3``), so thresholds and outputs of different builds never mix."""
+    args = {"clips_per_genre": clips_per_genre, "seconds": float(seconds), "seed": seed}
+    for name, preset in PRESETS.items():
+        if args == {**preset, "seconds": float(preset["seconds"])}:
+            return name
+    return f"synthetic-{clips_per_genre}x{float(seconds):g}s-seed{seed}"
+
+
 def build(out, clips_per_genre: int = DEFAULT_CLIPS_PER_GENRE, seconds: float = DEFAULT_SECONDS,
           seed: int = DEFAULT_SEED, progress: bool = True) -> Path:
     """Write the synthetic dataset to ``out`` (see the module docstring); returns the folder.
@@ -414,7 +431,7 @@ def build(out, clips_per_genre: int = DEFAULT_CLIPS_PER_GENRE, seconds: float = 
         sf.write(str(tmp), y, RENDER_RATE, subtype="PCM_16", format="WAV")
         os.replace(tmp, path)
     write_split_lists(out, "default", lists)
-    manifest = {"name": "synthetic", "default_split": "default", "generator": "genrekit.synth",
+    manifest = {"name": name_of(clips_per_genre, seconds, seed), "default_split": "default", "generator": "genrekit.synth",
                 "version": SYNTH_VERSION, "seed": seed, "clips_per_genre": clips_per_genre,
                 "seconds": seconds, "sample_rate": RENDER_RATE, "genres": list(config.GENRES),
                 "styles": {g: asdict(s) for g, s in STYLES.items()}}

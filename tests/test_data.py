@@ -33,21 +33,27 @@ def test_bad_files_name_the_file(tmp_path, make, reason):
 
 def test_dataset_index(tiny_synth):
     ds = data.Dataset(tiny_synth)
-    assert ds.spec == "synthetic:default"
+    assert ds.spec == "synthetic-5x3s-seed0:default", "a build of other sizes is named by them (its own thresholds)"
     clip = ds.clips("train")[0]
     assert clip.path.is_file() and clip.label == config.GENRE_TO_LABEL[clip.genre]
     assert ds.labels("test").dtype == np.int64 and len(ds.labels("test")) == 16
-    assert "synthetic:default" in repr(ds)
+    assert "synthetic-5x3s-seed0:default" in repr(ds)
+
+
+def test_synthetic_builds_are_named_by_their_arguments():
+    """Thresholds and reference outputs are kept per dataset name: builds that differ never share one."""
+    from genrekit import synth
+    assert synth.name_of(26, 15, 0) == "synthetic" and synth.name_of(26, 8.0, 0) == "synthetic-small"
+    assert synth.name_of(26, 15, 1) == "synthetic-26x15s-seed1" and synth.name_of(12, 2.5, 0) == "synthetic-12x2.5s-seed0"
+    assert set(synth.PRESETS) <= set(data.NAMED)
 
 
 def test_open_dataset_by_name_builds_synthetic_once(tmp_path, monkeypatch):
     calls = []
     from genrekit import synth
     real_build = synth.build
-    monkeypatch.setattr(synth, "DEFAULT_CLIPS_PER_GENRE", 4)
-    monkeypatch.setattr(synth, "DEFAULT_SECONDS", 1.0)
-    monkeypatch.setattr(synth, "build", lambda out: calls.append(out) or real_build(
-        out, synth.DEFAULT_CLIPS_PER_GENRE, synth.DEFAULT_SECONDS, progress=False))
+    monkeypatch.setitem(synth.PRESETS, "synthetic", {"clips_per_genre": 4, "seconds": 1.0, "seed": 0})
+    monkeypatch.setattr(synth, "build", lambda out, **kw: calls.append(out) or real_build(out, progress=False, **kw))
     ds = data.open_dataset("synthetic", data_dir=tmp_path)
     assert ds.root == tmp_path / "synthetic" and len(calls) == 1
     data.open_dataset("synthetic", data_dir=tmp_path)
