@@ -5,7 +5,8 @@ Example::
 
     from genrekit import resnet
     net = resnet.resnet18()                                        # random init, 3 x H x W -> 1000
-    net = resnet.resnet18(weights="imagenet", in_channels=1, num_classes=8)   # for log-mels
+    net = resnet.resnet18(weights="imagenet")                      # ImageNet: 3 x H x W -> 1000
+    grey = resnet.resnet18(in_channels=1, num_classes=8)           # random init, for log-mels
     net = resnet.resnet18(weights="path/to/resnet18-f37072fd.pth")
     logits = net(x)                        # x: (batch, in_channels, H, W) float32 -> (batch, num_classes)
     emb = net.forward_features(x)          # (batch, 512): the pooled vector the fc layer reads
@@ -14,11 +15,8 @@ Example::
 ``python -m data_scripts.get_resnet_weights``). torchvision itself is not used (it does not import with
 the CPU build of torch this project pins).
 
-Adapting pretrained weights:
-- ``in_channels=1``: conv1's RGB kernels are summed over the colour axis, so a grey image x gives the
-  same first-layer response as the RGB image (x, x, x). Other counts repeat the RGB kernels cyclically
-  and scale them by 3 / in_channels (the same rule as timm).
-- ``num_classes != 1000``: every layer but ``fc`` is loaded; ``fc`` is a fresh Linear(512, num_classes).
+Pretrained weights load only into the network they were trained as (3 input channels, 1000 classes):
+adapting them to one-channel log-mels and 8 genres is the homework's part 5 (``genre.finetune``).
 The ImageNet networks expect inputs normalised per channel (mean about 0, std about 1).
 """
 
@@ -172,20 +170,6 @@ def _check_matches(path: Path, state: dict, expected: dict, arch: str) -> None:
         raise WeightsError(f"{path}: not a {arch} state_dict: " + "; ".join(problems))
 
 
-def adapt_conv1(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """Adapt RGB stem kernels (64, 3, 7, 7) to ``in_channels`` inputs: (64, in_channels, 7, 7).
-
-    1 channel: the sum over the RGB axis (a grey input x then acts like the RGB input (x, x, x)).
-    n channels: the RGB kernels repeated cyclically, scaled by 3 / n (keeps the response to (x,...,x)).
-    """
-    if in_channels == weight.shape[1]:
-        return weight
-    if in_channels == 1:
-        return weight.sum(dim=1, keepdim=True)
-    reps = -(-in_channels // weight.shape[1])
-    return weight.repeat(1, reps, 1, 1)[:, :in_channels] * (weight.shape[1] / in_channels)
-
-
 def resolve_weights(weights, arch: str) -> Path:
     """``"imagenet"`` -> the downloaded torchvision file in :func:`weights_dir`; otherwise the path."""
     if isinstance(weights, str) and weights == "imagenet":
@@ -198,21 +182,17 @@ def resolve_weights(weights, arch: str) -> Path:
 
 
 def load_weights(net: ResNet, weights, arch: str) -> ResNet:
-    """Load a torchvision-format state_dict into ``net``, adapting conv1 and fc (see the module doc).
+    """Load a torchvision-format state_dict into ``net`` (3 input channels, 1000 classes), strictly.
 
-    ``weights``: a file path or ``"imagenet"``. A file with RGB conv1 kernels loads into any
-    ``in_channels``; a file with another number of classes loads everything but ``fc``.
-    Raises WeightsError (one line naming the file and what differs).
+    ``weights``: a file path or ``"imagenet"``. Raises WeightsError (one line naming the file and what
+    differs) for a file of another architecture, and for a ``net`` built for other inputs or classes.
     """
     path = resolve_weights(weights, arch)
+    if net.conv1.in_channels != 3 or net.fc.out_features != 1000:
+        raise WeightsError(f"{path}: pretrained weights load into the ImageNet network (in_channels=3, "
+                           f"num_classes=1000), not one with in_channels={net.conv1.in_channels}, "
+                           f"num_classes={net.fc.out_features}: load them, then adapt the network")
     state = dict(_read_state_dict(path))
-    conv = state.get("conv1.weight")
-    if conv is not None and conv.ndim == 4 and conv.shape[1] == 3 != net.conv1.in_channels:
-        state["conv1.weight"] = adapt_conv1(conv, net.conv1.in_channels)
-    fc_w, fc_b = state.get("fc.weight"), state.get("fc.bias")
-    if (fc_w is not None and fc_b is not None and fc_w.ndim == 2 and fc_w.shape[1] == net.fc.in_features
-            and fc_w.shape[0] != net.fc.out_features):  # another head: keep net.fc as initialised
-        state["fc.weight"], state["fc.bias"] = net.fc.weight.detach().clone(), net.fc.bias.detach().clone()
     _check_matches(path, state, net.state_dict(), arch)
     net.load_state_dict(state, strict=True)
     return net
@@ -239,7 +219,8 @@ def resnet18(weights=None, in_channels: int = 3, num_classes: int = 1000) -> Res
     """ResNet18 (11,689,512 parameters with 3 channels and 1000 classes).
 
     weights: None (random init), a path to a torchvision-format state_dict file, or ``"imagenet"``.
-    in_channels: input channels (1 for a log-mel); num_classes: size of the ``fc`` output.
+    in_channels: input channels; num_classes: size of the ``fc`` output (both at their ImageNet
+    values when ``weights`` is given).
     Input (batch, in_channels, H, W) float32 -> logits (batch, num_classes).
     """
     return resnet("resnet18", weights, in_channels, num_classes)

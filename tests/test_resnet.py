@@ -90,28 +90,14 @@ def test_file_without_bn_step_counters_loads(tmp_path, imagenet_like):
         assert torch.equal(net(x), rgb(x))
 
 
-def test_one_channel_sums_rgb_kernels(imagenet_like):
-    """in_channels=1: conv1 is the RGB kernels summed, so a grey x acts like the RGB image (x, x, x)."""
-    rgb, path = imagenet_like
-    grey = resnet.resnet18(weights=path, in_channels=1).eval()
-    assert grey.conv1.weight.shape == (64, 1, 7, 7)
-    assert torch.allclose(grey.conv1.weight, rgb.conv1.weight.sum(1, keepdim=True))
-    x = torch.randn(2, 1, 96, 126)
-    with torch.no_grad():
-        assert torch.allclose(grey(x), rgb(x.expand(-1, 3, -1, -1)), atol=1e-4)
-    assert resnet.resnet18(weights=path, in_channels=4).conv1.weight.shape == (64, 4, 7, 7)
-
-
-def test_head_swap_keeps_the_body(imagenet_like):
-    """num_classes=8 with weights: every layer but fc is loaded; fc is fresh (8 outputs)."""
-    rgb, path = imagenet_like
-    net = resnet.resnet18(weights=path, in_channels=1, num_classes=8).eval()
-    assert net.fc.weight.shape == (8, 512)
-    assert torch.equal(net.layer4[1].conv2.weight, rgb.layer4[1].conv2.weight)
-    assert torch.equal(net.bn1.running_var, rgb.bn1.running_var)
-    x = torch.randn(2, 1, 96, 126)
-    with torch.no_grad():
-        assert torch.allclose(net.forward_features(x), rgb.forward_features(x.expand(-1, 3, -1, -1)), atol=1e-4)
+def test_weights_load_only_into_the_imagenet_shape(imagenet_like):
+    """Adapting to 1 channel and 8 classes is the students' job: the toolkit refuses to do it for them."""
+    _, path = imagenet_like
+    for kwargs in ({"in_channels": 1}, {"num_classes": 8}, {"in_channels": 1, "num_classes": 8}):
+        with pytest.raises(resnet.WeightsError, match="load them, then adapt") as err:
+            resnet.resnet18(weights=path, **kwargs)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert not hasattr(resnet, "adapt_conv1")
 
 
 def test_weight_errors(tmp_path, imagenet_like):
@@ -152,7 +138,7 @@ def test_imagenet_name_points_at_the_weights_folder(tmp_path, monkeypatch, image
     with pytest.raises(resnet.WeightsError, match="get_resnet_weights"):
         resnet.resnet18(weights="imagenet")
     (tmp_path / resnet.WEIGHT_FILES["resnet18"]).write_bytes(path.read_bytes())
-    assert resnet.resnet18(weights="imagenet", num_classes=8).fc.out_features == 8
+    assert resnet.resnet18(weights="imagenet").fc.out_features == 1000
 
 
 # --- get_resnet_weights ------------------------------------------------------------------------------
