@@ -201,6 +201,8 @@ def score_accuracy(measured: dict, lim: dict, max_points: float) -> tuple[float,
     comment = (f"Test accuracy measured by the grader: {measured['accuracy']:.3f} on {measured['dataset']} "
                f"({measured['n']} clips); pass mark {lim['pass']:.3f}, floor {lim['floor']:.3f}: "
                f"{pts:g} of {max_points:g} points.")
+    if measured.get("start_weights"):
+        comment += f" Thresholds for finetuning from {measured['start_weights']} weights ({lim.get('key', '')})."
     trained_on = measured.get("checkpoint_dataset")
     if trained_on and trained_on != measured["dataset"]:
         comment += f" Note: your checkpoint says it was trained on {trained_on}."
@@ -413,9 +415,12 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
             measured_all = measuring.measure(dest, part_ids, heldout, accuracy_timeout, runner=measure_runner)
         for part in PARTS:
             measured = measured_all[part.id]
-            pts, comment = score_accuracy(measured, limits[part.id], cell_points(part.notebook, part.cell))
+            lim = limits[part.id]
+            if measured.get("start_weights"):  # part 5: the thresholds of the weights its finetuning started from
+                lim = thresholds.entry(part.id, lim["key"].split("@")[0], start=measured["start_weights"])
+            pts, comment = score_accuracy(measured, lim, cell_points(part.notebook, part.cell))
             if public_all is not None:
-                pts, comment = heldout_verdict(measured, public_all[part.id], limits[part.id], pts, comment, result)
+                pts, comment = heldout_verdict(measured, public_all[part.id], lim, pts, comment, result)
             if "error" in measured:
                 result.problems.append(f"{part.id}: {measured['error']}")
             measured.update({"points": pts, "comment": comment})
@@ -628,12 +633,14 @@ def heldout_tests(data_spec: str, private: Path) -> measuring.TestSet | None:
     from the seed kept in ``autograder/heldout.json`` (never released); None for other datasets."""
     from genrekit import data, synth
     spec_file = Path(__file__).with_name("heldout.json")
-    if not spec_file.is_file() or not data.open_dataset(data_spec).spec.startswith("synthetic"):
+    public = data.open_dataset(data_spec)
+    if not spec_file.is_file() or public.name not in synth.PRESETS:
         return None
     cfg = json.loads(spec_file.read_text())
-    folder = private / "heldout" / "synthetic"
-    if not (folder / "splits").is_dir():
-        synth.build(folder, seed=int(cfg["seed"]), progress=False, **cfg.get("build", {}))
+    folder = private / "heldout" / public.name
+    if not (folder / "splits").is_dir():  # the public set's size and length, other music
+        build = {**synth.PRESETS[public.name], **cfg.get("build", {}), "seed": int(cfg["seed"])}
+        synth.build(folder, progress=False, **build)
     tests = measuring.test_set(str(folder), workdir=private)
     # provenance audits compare training sources with the clips of the dataset students trained on
     # (the held-out set reuses the same file names for other music)

@@ -155,7 +155,7 @@ def pipeline_segments(part, submission: Path, ckpt_path: Path, inputs: dict):
     return probs, {"segment_seconds": seconds, "hop_seconds": hop, "segments": int(len(segs))}, ckpt
 
 
-PIPELINES = {"clips": pipeline_clips, "segments": pipeline_segments}
+PIPELINES = {"clips": pipeline_clips, "segments": pipeline_segments}  # parts 4 and 5 add theirs at the end
 
 
 def _plain_probs(probs, n: int, what: str) -> np.ndarray:
@@ -339,6 +339,7 @@ def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None)
     from autograder.course import nbgrader_env, run_limited, strip_ansi
     from genrekit import metrics
     part_ids = list(part_ids)
+    folder = Path(folder).resolve()
     env = {k: v for k, v in nbgrader_env().items() if k not in HIDDEN_ENV}
     env["PYTHONPATH"] = ""
     cmd = [sys.executable, "-m", "autograder.measure", str(folder)]
@@ -384,5 +385,17 @@ def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None)
     return out
 
 
+def _register_pipelines() -> None:
+    """The pipelines of parts 4 (musicnn) and 5 (finetuning) live in their own modules."""
+    from autograder import pipelines_finetune, pipelines_musicnn
+    PIPELINES.update(pipelines_musicnn.PIPELINES)
+    PIPELINES.update({"resnet": pipelines_finetune.pipeline_resnet, "late_fusion": pipelines_finetune.pipeline_late_fusion})
+
+
 if __name__ == "__main__":
-    sys.exit(child_main())
+    # run as the package's module (which registers the pipelines), so that the pipelines' modules share
+    # its state: one front-end cache, one MeasureError
+    from autograder import measure as _measure
+    sys.exit(_measure.child_main())
+else:
+    _register_pipelines()

@@ -49,6 +49,23 @@ PARTS: tuple[Part, ...] = (
          code={"model": "genre.models.BaselineCNN", "features": "genre.features.log_mel",
                "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"},
          audits=("training_sources",)),
+    Part(id="part4_mlp", title="4 MLP on musicnn embeddings", notebook="4_musicnn_fusion",
+         cell="test_accuracy_mlp", checkpoint="checkpoints/part4_mlp.pt", pipeline="mlp",
+         code={"model": "genre.fusion.EmbeddingMLP", "pool": "genre.fusion.pool_frames"},
+         inputs=("audio", "musicnn")),
+    Part(id="part4_fusion", title="4 fusion: CNN + musicnn", notebook="4_musicnn_fusion",
+         cell="test_accuracy_fusion", checkpoint="checkpoints/part4_fusion.pt", pipeline="fusion",
+         code={"model": "genre.fusion.FusionNet", "features": "genre.features.log_mel",
+               "segment": "genre.segments.segment_clips", "pool": "genre.fusion.pool_frames",
+               "aggregate": "genre.segments.clip_probabilities"},
+         inputs=("audio", "musicnn")),
+    Part(id="part5_resnet", title="5 ResNet finetuned on log-mels", notebook="5_finetune",
+         cell="test_accuracy_resnet", checkpoint="checkpoints/part5_resnet.pt", pipeline="resnet",
+         code={"model": "genre.finetune.ResNetClassifier", "features": "genre.features.log_mel",
+               "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"}),
+    Part(id="part5_final", title="5 final: late fusion", notebook="5_finetune",
+         cell="test_accuracy_final", checkpoint="checkpoints/part5_final.pt", pipeline="late_fusion",
+         code={"model": "genre.final.LateFusion"}, inputs=("audio", "musicnn")),
 )
 
 BY_ID: dict[str, Part] = {p.id: p for p in PARTS}

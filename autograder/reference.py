@@ -128,7 +128,7 @@ def table_rows(folder: Path, spec: str, accuracy: dict, seconds: dict, table: di
     for part in PARTS:
         m = accuracy.get(part.id, {})
         try:
-            lim = thresholds.entry(part.id, spec, table)
+            lim = thresholds.entry(part.id, spec, table, start=m.get("start_weights"))
             pass_mark = f"{lim['pass']:.3f}" + ("" if lim.get("calibrated") else "*")
         except KeyError:
             pass_mark = "n/a"
@@ -141,6 +141,19 @@ def table_rows(folder: Path, spec: str, accuracy: dict, seconds: dict, table: di
         if "error" in m:
             rows.append(f"  {part.id}: {m['error']}")
     return rows
+
+
+def results_chart(accuracy: dict, spec: str, path: Path) -> Path | None:
+    """The test accuracy the grader measured for every part as a bar chart (PNG); None if none was measured."""
+    from genrekit import plots
+    measured = [(p.title, accuracy[p.id]["accuracy"]) for p in PARTS if "accuracy" in accuracy.get(p.id, {})]
+    if not measured:
+        return None
+    fig = plots.bars([t for t, _ in measured], [a for _, a in measured], path,
+                     title=f"reference, test accuracy measured by the grader on {spec}", ylabel="test accuracy")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
 
 
 def run(data_spec: str, out: Path) -> int:
@@ -176,12 +189,18 @@ def run(data_spec: str, out: Path) -> int:
           f"all {time.perf_counter() - start:.0f} s; outputs in {out}")
     (out / "results.json").write_text(json.dumps({"dataset": ds.spec, "seconds": seconds,
                                                    "accuracy": result.accuracy}, indent=1, default=str))
+    chart = results_chart(result.accuracy, ds.spec, out / "results.png")
+    if chart:
+        print(f"bar chart of every part: {chart}")
     manual = [gid for gid, v in result.scores.items() if v is None]
     expected = total_max - sum(result.max_scores[g] for g in manual)
     if result.status != "ok" or result.total < expected:
         print(f"the reference did not get full marks ({result.total:g} of {expected:g} auto-graded)", file=sys.stderr)
         return 1
     return 0
+
+
+QUICK_ENV = {"GENRE_SWEEP": "0"}  # calibration needs the checkpoints, not part 2's segment-length sweep
 
 
 def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None = None) -> int:
@@ -198,6 +217,7 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
     if unknown:
         raise GradingError(f"unknown part(s) {', '.join(sorted(unknown))} (have {', '.join(p.id for p in PARTS)})")
     measured: dict[str, list[float]] = {p.id: [] for p in chosen}
+    starts: dict[str, str] = {}  # part -> the start weights its checkpoints record (part 5)
     out.mkdir(parents=True, exist_ok=True)
     tests = measuring.test_set(data_spec, workdir=out)
     try:
@@ -210,24 +230,29 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
                     (folder / part.checkpoint).unlink(missing_ok=True)
                 shutil.copytree(SOLUTIONS / ASSIGNMENT / "genre", folder / "genre", dirs_exist_ok=True,
                                 ignore=shutil.ignore_patterns(*SUBMISSION_JUNK))
-                execute(folder, data_spec, seed, notebooks=list(dict.fromkeys(p.notebook for p in chosen)))
+                execute(folder, data_spec, seed, env_extra=QUICK_ENV,
+                        notebooks=list(dict.fromkeys(p.notebook for p in chosen)))
             else:
                 folder = copy_solution(folder)
-                execute(folder, data_spec, seed, notebooks=notebooks())
+                execute(folder, data_spec, seed, env_extra=QUICK_ENV, notebooks=notebooks())
             results = measuring.measure(folder, [p.id for p in chosen], tests, timeout=3600)
             for part in chosen:
                 m = results[part.id]
                 if "error" in m:
                     raise GradingError(f"seed {seed}, {part.id}: {m['error']}")
                 measured[part.id].append(m["accuracy"])
+                starts[part.id] = m.get("start_weights") or ""
                 print(f"  seed {seed}: {part.id} test accuracy {m['accuracy']:.3f}")
     finally:
         shutil.rmtree(tests.request_dir, ignore_errors=True)
     for part in chosen:
         entry = thresholds.from_reference(measured[part.id])
         entry["calibrated_on"] = time.strftime("%Y-%m-%d")
-        table.setdefault(part.id, {"datasets": {}})["datasets"][ds.spec] = entry
-        print(f"{part.id} on {ds.spec}: pass {entry['pass']}, floor {entry['floor']} "
+        if starts.get(part.id):
+            entry["start_weights"] = starts[part.id]
+        key = thresholds.key_for(ds.spec, starts.get(part.id))
+        table.setdefault(part.id, {"datasets": {}})["datasets"][key] = entry
+        print(f"{part.id} on {key}: pass {entry['pass']}, floor {entry['floor']} "
               f"(reference mean {entry['reference']['mean']}, stdev {entry['reference']['stdev']}, {seeds} seeds)")
     thresholds.FILE.write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {thresholds.FILE}")

@@ -43,7 +43,7 @@ GRADER_LIB = "/opt/genre-grader"       # the sourceless grader modules (first on
 KERNEL_NAME = "python3"                # the notebooks' kernel: ours shadows the venv's
 UID_BASE = 61000
 # grader modules the runs need, compiled without source; nothing that holds paths, answers or results
-SANDBOX_MODULES = ("__init__.py", "measure.py", "parts.py", "sandbox.py", "checks/*.py")
+SANDBOX_MODULES = ("__init__.py", "measure.py", "pipelines_*.py", "parts.py", "sandbox.py", "checks/*.py")
 INSTALL_HINT = "bubblewrap (bwrap) is not installed: run `apt-get install -y bubblewrap` as root (or `make sandbox`)"
 
 

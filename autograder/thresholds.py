@@ -18,15 +18,27 @@ def load(path: Path = FILE) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def entry(part: str, dataset: str, table: dict | None = None) -> dict:
-    """The threshold entry of ``part`` on ``dataset`` (e.g. 'synthetic:default'); KeyError says what exists."""
+def entry(part: str, dataset: str, table: dict | None = None, start: str | None = None) -> dict:
+    """The threshold entry of ``part`` on ``dataset`` (e.g. 'synthetic:default'); KeyError says what exists.
+
+    ``start``: the weights a finetuned model started from, as its checkpoint records them (part 5:
+    ``"random"``, ``"imagenet"``, ...). An entry ``dataset@start`` is used when there is one, else the
+    dataset's own entry (calibrated from the start the reference had). ``key`` says which was used.
+    """
     table = table or load()
     if part not in table:
         raise KeyError(f"no thresholds for part '{part}' (have {', '.join(sorted(table))})")
     per_data = table[part]["datasets"]
-    if dataset not in per_data:
+    key = f"{dataset}@{start}" if start and f"{dataset}@{start}" in per_data else dataset
+    if key not in per_data:
         raise KeyError(f"no thresholds for {part} on dataset '{dataset}' (have {', '.join(sorted(per_data))})")
-    return dict(per_data[dataset])
+    return {**per_data[key], "key": key}
+
+
+def key_for(dataset: str, start: str | None) -> str:
+    """Where a calibration with this start writes its entry: the dataset's own key for random (or no)
+    start weights, ``dataset@start`` otherwise."""
+    return dataset if start in (None, "", "random") else f"{dataset}@{start}"
 
 
 def points(accuracy: float, pass_mark: float, floor: float, max_points: float) -> float:

@@ -23,17 +23,27 @@ from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, SOLUTIONS, nbgrader_en
 from autograder.parts import PARTS
 from genrekit import checkpoint
 
-PACKAGE_FILES = ("genre/__init__.py", "genre/features.py", "genre/models.py", "genre/segments.py", "genre/augment.py")
-CODE_TESTS = {"test_log_mel_shape": 1, "test_log_mel_db": 2, "test_conv_block": 2, "test_baseline_forward": 2,
-              "test_baseline_embed": 2, "test_segment": 3, "test_segment_clips": 2, "test_clip_probabilities": 3,
-              "test_add_noise_contract": 1, "test_add_noise_level": 2, "test_add_noise_db": 1,
-              "test_time_shift_length": 1, "test_time_shift_content": 1, "test_time_shift_circular": 1,
-              "test_time_stretch_duration": 2, "test_time_stretch_pitch": 2, "test_augment_set_originals": 1,
-              "test_augment_set_provenance": 2, "test_augment_set_deterministic": 1}
+from conftest import TEST_DATA
+
+PACKAGE_FILES = tuple(f for f in grading.student_files() if f.startswith("genre/"))
+
+
+def _graded_cells() -> tuple[dict, dict]:
+    """{grade id: points} of the automatically graded cells and of the written answers (manual)."""
+    import nbformat
+    auto, manual = {}, {}
+    for nb_path in sorted((SOLUTIONS / ASSIGNMENT).glob("*.ipynb")):
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade"):
+                (manual if cell.cell_type == "markdown" else auto)[meta["grade_id"]] = meta["points"]
+    return auto, manual
+
+
+ALL_AUTO, MANUAL = _graded_cells()
+ACCURACY_TESTS = {p.cell: ALL_AUTO[p.cell] for p in PARTS}
+CODE_TESTS = {t: pts for t, pts in ALL_AUTO.items() if t not in ACCURACY_TESTS}
 PART3_CODE = {t for t in CODE_TESTS if t.startswith(("test_add_noise", "test_time_", "test_augment_set"))}
-ACCURACY_TESTS = {"test_accuracy": 5, "test_accuracy_segments": 5, "test_accuracy_augmented": 5}
-ALL_AUTO = {**CODE_TESTS, **ACCURACY_TESTS}
-MANUAL = {"answer_confusion": 2, "answer_segments": 4, "answer_augmentation": 4}
 
 # plausible wrong answers: file -> (solution text, wrong text)
 NO_DB = ("genre/features.py", "return librosa.power_to_db(mel_power, ref=np.max, top_db=config.TOP_DB).astype(np.float32)",
@@ -57,6 +67,14 @@ MEAN_OF_LOGITS = ("genre/segments.py", "        per_segment = torch.softmax(logi
 VOTE_FOR_MEAN = ("genre/segments.py", '''    if method == "mean":''', '''    if method == "never":''')
 # part 3
 FIXED_NOISE = ("genre/augment.py", "    noise_power = signal_power / 10 ** (snr_db / 10)", "    noise_power = 10 ** (-snr_db / 10)")
+# parts 4 and 5 (the musicnn pooling feeds both part 4 models and, through the fusion, the final model)
+MEAN_ONLY_POOL = ("genre/fusion.py", "return np.concatenate([frames.mean(axis=0), frames.max(axis=0)]).astype(np.float32)",
+                  "return frames.mean(axis=0).astype(np.float32)")
+QUERY_COUNTED = ("genre/retrieval.py", "    np.fill_diagonal(sim, -np.inf)  # leave the query out\n", "")
+ONE_LR = ("genre/finetune.py", '{"params": backbone, "lr": backbone_lr, "name": "backbone"}',
+          '{"params": backbone, "lr": head_lr, "name": "backbone"}')
+ONE_CHANNEL_CONV1 = ("genre/finetune.py", "conv.weight.copy_(old.weight.sum(dim=1, keepdim=True))",
+                     "conv.weight.copy_(old.weight[:, :1])")
 RESAMPLED_STRETCH = ("genre/augment.py", "    out = librosa.effects.time_stretch(y.astype(np.float32), rate=rate)",
                      "    out = librosa.resample(y.astype(np.float32), orig_sr=rate * 16000, target_sr=16000)")
 
@@ -94,20 +112,32 @@ def trained(reference_run):
 def batch(trained, tmp_path_factory):
     subs = tmp_path_factory.mktemp("submissions")
     one_class = tmp_path_factory.mktemp("ckpt_one_class")
-    for part in PARTS:  # same format, classifier rewired to always answer "classical"
+    for part in PARTS[:3]:  # same format, classifier rewired to always answer "classical"
         ckpt = checkpoint.load(trained.parent / part.checkpoint)
         ckpt["state_dict"]["classifier.weight"].zero_()
         ckpt["state_dict"]["classifier.bias"].copy_(torch.arange(8, 0, -1, dtype=torch.float32))
         torch.save(ckpt, one_class / Path(part.checkpoint).name)
-    bad = tmp_path_factory.mktemp("ckpt_bad")  # one-class part 1, part 2 without segment settings,
-    shutil.copy2(one_class / "part1_baseline.pt", bad)  # part 3 trained on a test clip
-    ckpt = checkpoint.load(trained / "part2_segments.pt")
-    ckpt["extra"].pop("segments")
-    torch.save(ckpt, bad / "part2_segments.pt")
-    ckpt = checkpoint.load(trained / "part3_augmented.pt")
+    bad = tmp_path_factory.mktemp("ckpt_bad")  # one bad checkpoint per part, each refused or at chance:
+    # no part 1 checkpoint at all, a one-class part 2,
+    shutil.copy2(one_class / "part2_segments.pt", bad)
+    ckpt = checkpoint.load(trained / "part3_augmented.pt")  # part 3 trained on a test clip,
     from genrekit import data
-    ckpt["extra"]["augmentation"]["sources"].append(data.open_dataset("synthetic").clips("test")[3].id)
+    ckpt["extra"]["augmentation"]["sources"].append(data.open_dataset(TEST_DATA).clips("test")[3].id)
     torch.save(ckpt, bad / "part3_augmented.pt")
+    ckpt = checkpoint.load(trained / "part4_mlp.pt")  # an MLP with non-finite normalisation statistics,
+    ckpt["state_dict"]["norm.std"][5] = float("nan")
+    torch.save(ckpt, bad / "part4_mlp.pt")
+    ckpt = checkpoint.load(trained / "part4_fusion.pt")  # a fusion fitted on embeddings of another size,
+    for key in ("emb_norm.mean", "emb_norm.std"):
+        ckpt["state_dict"][key] = ckpt["state_dict"][key][:400].clone()
+    torch.save(ckpt, bad / "part4_fusion.pt")
+    ckpt = checkpoint.load(trained / "part5_resnet.pt")  # a ResNet head of the wrong size,
+    ckpt["state_dict"]["net.fc.weight"] = ckpt["state_dict"]["net.fc.weight"][:5].clone()
+    ckpt["state_dict"]["net.fc.bias"] = ckpt["state_dict"]["net.fc.bias"][:5].clone()
+    torch.save(ckpt, bad / "part5_resnet.pt")
+    ckpt = checkpoint.load(trained / "part5_final.pt")  # final weights that do not sum to 1
+    ckpt["extra"]["late_fusion"]["members"] = {m: 0.9 for m in ckpt["extra"]["late_fusion"]["members"]}
+    torch.save(ckpt, bad / "part5_final.pt")
 
     _submission(subs, "reference", ckpts=trained, answer="Pop and country: same backbeat and guitars.")
     # one part 1 mistake and one part 2 mistake per submission: their cells are disjoint
@@ -117,8 +147,9 @@ def batch(trained, tmp_path_factory):
                 edits=(NO_RELU, MEAN_OF_LOGITS, RESAMPLED_STRETCH), ckpts=trained)
     _submission(subs, "wrong_axis-and-across_clips", edits=(WRONG_AXIS, ACROSS_CLIPS), ckpts=trained)
     _submission(subs, "drops_short-and-vote_for_mean", edits=(DROPS_SHORT, VOTE_FOR_MEAN), ckpts=trained)
+    _submission(subs, "mean_only_pool-and-query_counted-and-one_lr-and-one_channel_conv1",
+                edits=(MEAN_ONLY_POOL, QUERY_COUNTED, ONE_LR, ONE_CHANNEL_CONV1), ckpts=trained)
     _submission(subs, "bad_checkpoints", ckpts=bad)
-    _submission(subs, "no_checkpoint")
     _submission(subs, "syntax_error", edits=(SYNTAX_ERROR,), ckpts=trained)
     _submission(subs, "endless_loop", edits=(ENDLESS,), ckpts=trained)
     # the blank student version, plus its own "grader" that would forge every result if imported
@@ -131,7 +162,7 @@ def batch(trained, tmp_path_factory):
     (fake / "checks" / "part1.py").write_text("def __getattr__(name):\n    return lambda *a, **k: None\n")
     (subs / "blank" / ASSIGNMENT / "sitecustomize.py").write_text("print('imported')\n")
     out = tmp_path_factory.mktemp("grades")
-    results = grading.grade(subs, out, "synthetic", jobs=2, cell_timeout=30, accuracy_timeout=50, progress=False)
+    results = grading.grade(subs, out, TEST_DATA, jobs=2, cell_timeout=20, accuracy_timeout=50, progress=False)
     return {r.student: r for r in results}, out
 
 
@@ -147,7 +178,7 @@ def test_reference_gets_full_marks(batch):
     assert ref.scores["answer_confusion"] is None, "a written answer is left for manual grading"
     assert results["blank"].scores["answer_confusion"] == 0, "an unanswered question scores 0 (nbgrader)"
     for part in PARTS:
-        limits = thresholds.entry(part.id, "synthetic:default")
+        limits = thresholds.entry(part.id, f"{TEST_DATA}:default", start=ref.accuracy[part.id].get("start_weights"))
         assert ref.accuracy[part.id]["accuracy"] >= limits["pass"], part.id
     assert ref.accuracy["part2_segments"]["segment_seconds"] == 4.0
 
@@ -168,10 +199,15 @@ def test_blank_student_version_gets_nothing(batch):
     ("no_db-and-off_by_one-and-fixed_noise", {"test_log_mel_db", "test_segment", "test_add_noise_level"}),
     ("no_relu-and-mean_of_logits-and-resampled_stretch",
      {"test_conv_block", "test_clip_probabilities", "test_time_stretch_pitch"}),
-    # the embedding feeds the classifier: a wrong pooling axis breaks forward too
-    ("wrong_axis-and-across_clips", {"test_baseline_embed", "test_baseline_forward", "test_segment_clips"}),
+    # the embedding feeds the classifier and part 4's fusion (its CNN branch): a wrong pooling axis
+    # breaks forward and every FusionNet test too
+    ("wrong_axis-and-across_clips", {"test_baseline_embed", "test_baseline_forward", "test_segment_clips",
+                                     "test_fusion_forward", "test_fusion_branches", "test_fusion_normalisation",
+                                     "test_fusion_freeze"}),
     # a short clip dropped by segment is a clip lost by segment_clips
     ("drops_short-and-vote_for_mean", {"test_segment", "test_segment_clips", "test_clip_probabilities"}),
+    ("mean_only_pool-and-query_counted-and-one_lr-and-one_channel_conv1",
+     {"test_pool_frames", "test_neighbours_query", "test_param_groups_lr", "test_adapt_conv1"}),
 ])
 def test_a_wrong_answer_loses_exactly_its_tests(batch, student, aimed_at):
     results, _ = batch
@@ -189,22 +225,42 @@ def test_part2_accuracy_uses_the_students_aggregation(batch):
     assert "error" in crossing, "a BaselineCNN whose embedding has the wrong size cannot be measured"
 
 
+def test_pooling_feeds_part4_and_the_final_model(batch):
+    """Mean-only pooling makes vectors half the size the part 4 checkpoints were trained on: both part 4
+    models and the final model (the fusion is its member) lose their accuracy points with a reason; the
+    ResNet, measured without musicnn, keeps its points (a one-channel conv1 costs only its code test)."""
+    results, _ = batch
+    r = results["mean_only_pool-and-query_counted-and-one_lr-and-one_channel_conv1"]
+    lost = {"test_accuracy_mlp", "test_accuracy_fusion", "test_accuracy_final"}
+    assert _lost(r, ACCURACY_TESTS) == lost and all(r.scores[t] == 0 for t in lost)
+    for part in ("part4_mlp", "part4_fusion", "part5_final"):
+        assert "error" in r.accuracy[part] and "1506" in r.accuracy[part]["error"], r.accuracy[part]
+    assert r.accuracy["part5_resnet"]["accuracy"] == results["reference"].accuracy["part5_resnet"]["accuracy"]
+
+
 def test_bad_checkpoints_lose_exactly_their_accuracy_points(batch):
-    """A one-class model measures at chance; a part 2 checkpoint without segment settings and a part 3
-    model trained on a test clip are refused with their reasons; the code points are all kept."""
+    """A missing checkpoint, a one-class model (measured at chance), a part 3 model trained on a test
+    clip and a bad checkpoint of each later part lose their accuracy points with their reasons; the
+    code points are all kept. (A checkpoint without segment settings: tests/test_measure.py.)"""
     results, _ = batch
     r = results["bad_checkpoints"]
     assert _lost(r) == set(ACCURACY_TESTS) and all(r.scores[t] == 0 for t in ACCURACY_TESTS)
-    assert r.accuracy["part1_baseline"]["accuracy"] == pytest.approx(1 / 8, abs=0.05)
-    assert r.accuracy["part1_baseline"]["predicted_classes"] == 1
-    assert "no valid segment settings" in r.accuracy["part2_segments"]["error"]
+    assert "checkpoints/part1_baseline.pt: checkpoint not found" in r.accuracy["part1_baseline"]["error"]
+    assert "checkpoint not found" in r.status
+    assert r.accuracy["part2_segments"]["accuracy"] == pytest.approx(1 / 8, abs=0.05)
+    assert r.accuracy["part2_segments"]["predicted_classes"] == 1
     assert "trained on 1 validation or test clips" in r.accuracy["part3_augmented"]["error"]
+    assert "normalisation statistics are not finite" in r.accuracy["part4_mlp"]["error"]
+    assert "takes 400-dim musicnn vectors, the grader's are 1506" in r.accuracy["part4_fusion"]["error"]
+    assert "the head has 5 outputs, expected 8" in r.accuracy["part5_resnet"]["error"]
+    assert "the member weights sum to 1.8, expected 1" in r.accuracy["part5_final"]["error"]
+    assert all(r.accuracy[p.id]["error"].startswith(p.checkpoint) for p in PARTS[3:]), "each reason names its file"
 
 
 @pytest.mark.parametrize("student, lost, reason", [
-    ("no_checkpoint", set(ACCURACY_TESTS), "checkpoint not found"),
-    # part 3's notebook imports genre.augment before genre.features: the student's effects still score
-    ("syntax_error", set(ALL_AUTO) - PART3_CODE, "SyntaxError"),
+    # part 3's notebook imports genre.augment before genre.features: the student's effects still score;
+    # the part 4 MLP is measured without the front end (pooled musicnn rows): its accuracy still counts
+    ("syntax_error", set(ALL_AUTO) - PART3_CODE - {"test_accuracy_mlp"}, "SyntaxError"),
     ("endless_loop", {"test_log_mel_shape", "test_log_mel_db", *ACCURACY_TESTS}, "longer than 50 s"),
 ])
 def test_broken_submissions_get_a_row_that_says_why(batch, student, lost, reason):
@@ -293,11 +349,13 @@ def test_out_is_an_nbgrader_course_and_a_rerun_resumes(batch, tmp_path):
     rows = {r["student_id"]: r for r in csv.DictReader(open(tmp_path / "export.csv"))}
     assert float(rows["reference"]["score"]) == sum(ALL_AUTO.values()) + 2
     # late submission: only the new student is graded, the others (and the manual grade) stay
-    late = tmp_path / "late"
+    late = tmp_path / "late"  # refused at once (a symbolic link): the test is about who gets graded
     _submission(late, "late_student", solved=False)
-    again = grading.grade(late, out, "synthetic", cell_timeout=30, accuracy_timeout=60, progress=False)
+    (late / "late_student" / ASSIGNMENT / "link.py").symlink_to("/etc/hostname")
+    again = grading.grade(late, out, TEST_DATA, cell_timeout=20, accuracy_timeout=60, progress=False)
     assert {r.student for r in again} == set(results) | {"late_student"}
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
         assert gb.find_grade("answer_confusion", "1_baseline", ASSIGNMENT, "reference").manual_score == 2.0
+    assert "symbolic link" in next(r for r in again if r.student == "late_student").status
     with open(out / "grades.csv") as f:
         assert {row["student_id"] for row in csv.DictReader(f)} == set(results) | {"late_student"}

@@ -21,7 +21,24 @@ SAVE = ("import torch; from genre.models import BaselineCNN; from genrekit impor
         " extra={'segments': {'seconds': 1.0, 'hop_seconds': 0.5}});"
         "checkpoint.save('checkpoints/part3_augmented.pt', m, dataset='synthetic:default', seed=0,"
         " extra={'segments': {'seconds': 1.0, 'hop_seconds': 0.5},"
-        " 'augmentation': {'recipe': {'copies': 1}, 'sources': ['metal/metal.00001.wav']}})")
+        " 'augmentation': {'recipe': {'copies': 1}, 'sources': ['metal/metal.00001.wav']}});"
+        # part 4: an MLP and a fusion with statistics fitted on made-up pooled musicnn rows
+        "import numpy as np; from genrekit import embeddings; from genre import fusion, finetune, final;"
+        "x = np.random.default_rng(0).gamma(2.0, 1.0, size=(20, 2 * embeddings.DIM)).astype('float32');"
+        "info = {**embeddings.describe(), 'pooling': 'mean+max'};"
+        "checkpoint.save('checkpoints/part4_mlp.pt', fusion.EmbeddingMLP(x.shape[1]).fit_normalization(x),"
+        " model_kwargs={'in_dim': x.shape[1]}, dataset='synthetic:default', seed=0, extra={'musicnn': info});"
+        "checkpoint.save('checkpoints/part4_fusion.pt', fusion.FusionNet({}, musicnn_dim=x.shape[1]).fit_normalization(x),"
+        " model_kwargs={'cnn_kwargs': {}, 'musicnn_dim': x.shape[1]}, dataset='synthetic:default', seed=0,"
+        " extra={'segments': {'seconds': 1.0, 'hop_seconds': 0.5}, 'musicnn': info});"
+        # part 5: a small-input ResNet18 from random weights, and its late fusion with the part 4 fusion
+        "r = finetune.ResNetClassifier('resnet18', input_pool=4); r.scaler.fit(torch.linspace(-80, 0, 100));"
+        "checkpoint.save('checkpoints/part5_resnet.pt', r, model_kwargs={'arch': 'resnet18', 'n_classes': 8, 'input_pool': 4},"
+        " dataset='synthetic:default', seed=0, extra={'segments': {'seconds': 1.0, 'hop_seconds': 0.5},"
+        " 'start_weights': r.start_weights});"
+        "w = {'part5_resnet': 0.6, 'part4_fusion': 0.4};"
+        "checkpoint.save('checkpoints/part5_final.pt', final.LateFusion(list(w)).set_weights(w),"
+        " model_kwargs={'members': list(w)}, dataset='synthetic:default', seed=0, extra={'late_fusion': {'members': w}})")
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +182,20 @@ def test_training_on_held_out_clips_is_caught(submission, tests):
     torch.save(ckpt, path)
     out = measure.measure(submission, ["part3_augmented"], tests, timeout=120)
     assert "does not record the source clip" in out["part3_augmented"]["error"]
+
+
+def test_every_part_is_measured_inside_the_sandbox(submission, tests, tmp_path):
+    """The sandbox gets the grader's modules every pipeline needs (compiled, without source): the
+    reference code measures every declared part there as it does outside."""
+    from autograder import sandbox as sandboxing
+    box = sandboxing.Sandbox(tmp_path / "private")
+    slot = box.acquire()
+    try:
+        inside = measure.measure(submission, PART_IDS, tests, timeout=300,
+                                 runner=box.runner([], slot=slot, readable=[submission]))
+    finally:
+        box.release(slot)
+    outside = measure.measure(submission, PART_IDS, tests, timeout=300)
+    for part in PART_IDS:
+        assert "error" not in inside[part], inside[part]
+        assert inside[part]["accuracy"] == outside[part]["accuracy"], part

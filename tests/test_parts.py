@@ -19,7 +19,9 @@ def test_each_part_is_complete(part):
     assert grade.cell_points(part.notebook, part.cell) > 0, f"{part.cell} must be a graded cell with points"
     assert part.pipeline in measure.PIPELINES
     assert part.checkpoint.startswith("checkpoints/") and part.checkpoint.endswith(".pt")
-    assert thresholds.entry(part.id, "synthetic:default")["pass"] > 0
+    for dataset in ("synthetic:default", "synthetic-small:default"):  # the course's, and the tests'
+        entry = thresholds.entry(part.id, dataset)
+        assert entry["calibrated"] and entry["floor"] < entry["pass"], f"{part.id} is not calibrated on {dataset}"
     nb = nbformat.read(SOLUTIONS / ASSIGNMENT / f"{part.notebook}.ipynb", as_version=4)
     assert any(part.checkpoint in cell.source for cell in nb.cells), "the notebook saves the checkpoint the grader reads"
 
@@ -55,3 +57,17 @@ def test_every_released_notebook_is_a_declared_part():
     declared = {p.notebook for p in PARTS}
     released = {nb.stem for nb in (SOLUTIONS / ASSIGNMENT).glob("*.ipynb")}
     assert released == declared, f"not declared: {sorted(released - declared)}; missing: {sorted(declared - released)}"
+
+
+def test_part5_thresholds_follow_the_start_weights():
+    """Part 5 is graded against the entry of the weights its finetuning started from, and says which."""
+    imagenet = thresholds.entry("part5_resnet", "synthetic:default", start="imagenet")
+    random = thresholds.entry("part5_resnet", "synthetic:default", start="random")
+    assert imagenet["key"] == "synthetic:default@imagenet" and not imagenet["calibrated"]
+    assert random["key"] == "synthetic:default" and random["calibrated"] and random["start_weights"] == "random"
+    assert thresholds.entry("part5_resnet", "synthetic:default", start="other")["key"] == "synthetic:default"
+    assert thresholds.key_for("gtzan8:filtered", "imagenet") == "gtzan8:filtered@imagenet"
+    assert thresholds.key_for("gtzan8:filtered", "random") == thresholds.key_for("gtzan8:filtered", None) == "gtzan8:filtered"
+    measured = {"accuracy": 0.9, "dataset": "synthetic:default", "n": 104, "start_weights": "imagenet"}
+    pts, comment = grade.score_accuracy(measured, imagenet, 5)
+    assert pts == 5 and "finetuning from imagenet weights (synthetic:default@imagenet)" in comment
