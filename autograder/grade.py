@@ -666,6 +666,8 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     ``heldout``: points from the held-out synthetic set (``autograder/heldout.json``).
     """
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
+    if not submissions.exists():  # before any set-up (the dataset may have to be built first)
+        raise GradingError(f"{submissions}: no such folder of submissions")
     box = None
     if sandbox:
         try:

@@ -101,6 +101,9 @@ def test_load_skips_and_reports_bad_clips(tmp_path, tiny_synth, capsys):
 
 def test_names_never_resolve_to_the_current_folder(tmp_path, tiny_synth, monkeypatch):
     import shutil
+
+    from genrekit import synth
+    monkeypatch.setitem(synth.PRESETS, "synthetic", {"clips_per_genre": 5, "seconds": 3.0, "seed": 0})  # no rebuild
     shutil.copytree(tiny_synth, tmp_path / "cwd" / "synthetic")
     shutil.copytree(tiny_synth, tmp_path / "data" / "synthetic")
     monkeypatch.chdir(tmp_path / "cwd")

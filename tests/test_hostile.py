@@ -64,9 +64,15 @@ print("STDOUT", _try(lambda: _os.write(1, b"PK forged result channel")))
 }
 
 
-def _submission(root: Path, student: str, *, prefix: str = "", ckpts: Path | None = None) -> Path:
+def _submission(root: Path, student: str, *, prefix: str = "", ckpts: Path | None = None,
+                notebooks: tuple[str, ...] | None = None) -> Path:
+    """A solved submission; ``notebooks``: the only notebooks it hands in (a hostile import acts in the
+    first kernel already: the others would cost grading time and show nothing new)."""
     dest = root / student / ASSIGNMENT
     shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT, dest)
+    for nb in dest.glob("*.ipynb"):
+        if notebooks is not None and nb.stem not in notebooks:
+            nb.unlink()
     for py in PACKAGE.glob("*.py"):
         shutil.copy2(py, dest / "genre" / py.name)
     if prefix:  # right after the module's __future__ import
@@ -107,16 +113,17 @@ def hostile_batch(reference_run, tmp_path_factory):
     mixed = tmp_path_factory.mktemp("mixed")
     _submission(mixed, "reference", ckpts=ckpts)
     for student, prefix in HOSTILE.items():
-        _submission(mixed, student, prefix=prefix, ckpts=ckpts)
+        _submission(mixed, student, prefix=prefix, ckpts=ckpts,
+                    notebooks=None if student == "h_spy" else ("1_baseline",))
     # a notebook whose test cell was edited into a pass, with its points raised
-    nb_path = _submission(mixed, "h_tampered", ckpts=ckpts) / "1_baseline.ipynb"
+    nb_path = _submission(mixed, "h_tampered", ckpts=ckpts, notebooks=("1_baseline",)) / "1_baseline.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_log_mel_shape")
     cell.source = "pass"
     cell.metadata["nbgrader"]["points"] = 100
     nbformat.write(nb, nb_path)
     # a cell that ends the kernel
-    nb_path = _submission(mixed, "h_exit", ckpts=ckpts) / "2_segments.ipynb"
+    nb_path = _submission(mixed, "h_exit", ckpts=ckpts, notebooks=("2_segments",)) / "2_segments.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells.insert(3, nbformat.v4.new_code_cell("import os\nos._exit(0)"))
     nbformat.write(nb, nb_path)
@@ -136,7 +143,7 @@ def hostile_batch(reference_run, tmp_path_factory):
     kw = dict(cell_timeout=20, accuracy_timeout=ACCURACY_TIMEOUT, progress=False, limits=LIMITS,
               autograde_timeout=AUTOGRADE_TIMEOUT)
     out_mixed = tmp_path_factory.mktemp("out_mixed")
-    mixed_results = grading.grade(mixed, out_mixed, TEST_DATA, jobs=2, **kw)
+    mixed_results = grading.grade(mixed, out_mixed, TEST_DATA, jobs=3, **kw)  # h_sleep mostly waits
     after = _tree_checksum()
     mp.undo()
     return {r.student: r for r in mixed_results}, out_mixed, before, after
