@@ -113,6 +113,43 @@ def pipeline_clips(part, submission: Path, ckpt_path: Path, inputs: dict):
     return probs, {}, ckpt
 
 
+def segment_settings(ckpt: dict, ckpt_path: Path) -> tuple[float, float]:
+    """(segment seconds, hop seconds) the checkpoint was trained with; MeasureError naming the file."""
+    settings = (ckpt.get("extra") or {}).get("segments")
+    try:
+        seconds, hop = float(settings["seconds"]), float(settings["hop_seconds"])
+        assert 0 < seconds <= 30 and 0 < hop <= 30
+    except Exception:
+        raise MeasureError(f"{ckpt_path}: the checkpoint has no valid segment settings (save it with "
+                           f"extra={{'segments': {{'seconds': ..., 'hop_seconds': ...}}}})") from None
+    return seconds, hop
+
+
+def segments(code: dict, submission: Path, feats, seg_frames: int, hop_frames: int, audio) -> tuple[np.ndarray, np.ndarray]:
+    """The student's ``segment_clips`` on the front end's output, checked: (segments, N_MELS, seg_frames)
+    float32 and an int64 clip index covering every test clip; MeasureError (one line) otherwise."""
+    from genrekit import config
+    segment = student(code["segment"], submission)
+    with contextlib.redirect_stdout(io.StringIO()):
+        segs, index = segment(feats, seg_frames, hop_frames)
+    segs = np.asarray(segs, dtype=np.float32)
+    index = np.asarray(index)
+    n = len(audio)
+    if segs.ndim != 3 or segs.shape[1:] != (config.N_MELS, seg_frames):
+        raise MeasureError(f"{code['segment']} returned segments of shape {segs.shape}, "
+                           f"expected (segments, {config.N_MELS}, {seg_frames})")
+    if index.shape != (len(segs),) or not np.issubdtype(index.dtype, np.integer):
+        raise MeasureError(f"{code['segment']} returned a clip index of shape {index.shape} "
+                           f"({index.dtype}), expected ({len(segs)},) integers")
+    if len(index) and (index.min() < 0 or index.max() >= n):
+        raise MeasureError(f"{code['segment']}: clip index outside 0..{n - 1}")
+    missing = np.setdiff1d(np.arange(n), index)
+    if len(missing):
+        raise MeasureError(f"{code['segment']} gave no segment for {len(missing)} of {n} test clips "
+                           f"(e.g. clip {missing[0]}, {len(audio[missing[0]]) / config.SAMPLE_RATE:.1f} s long)")
+    return segs, index.astype(np.int64)
+
+
 def pipeline_segments(part, submission: Path, ckpt_path: Path, inputs: dict):
     """Parts 2 and 3: log-mel -> the student's segmentation at the checkpoint's segment length and hop
     -> the student's model on every segment -> the student's aggregation (mean of probabilities)."""
@@ -121,37 +158,14 @@ def pipeline_segments(part, submission: Path, ckpt_path: Path, inputs: dict):
     from genrekit import config, train
     audio = inputs["audio"]
     ckpt, model = _model(part.code, submission, ckpt_path)
-    settings = (ckpt.get("extra") or {}).get("segments")
-    try:
-        seconds, hop = float(settings["seconds"]), float(settings["hop_seconds"])
-        assert 0 < seconds <= 30 and 0 < hop <= 30
-    except Exception:
-        raise MeasureError(f"{ckpt_path}: the checkpoint has no valid segment settings (save it with "
-                           f"extra={{'segments': {{'seconds': ..., 'hop_seconds': ...}}}})") from None
+    seconds, hop = segment_settings(ckpt, ckpt_path)
     seg_frames, hop_frames = config.seconds_to_frames(seconds), config.seconds_to_frames(hop)
     feats = _features(part.code, submission, audio)
-    segment = student(part.code["segment"], submission)
-    with contextlib.redirect_stdout(io.StringIO()):
-        segs, index = segment(feats, seg_frames, hop_frames)
-    segs = np.asarray(segs, dtype=np.float32)
-    index = np.asarray(index)
-    n = len(audio)
-    if segs.ndim != 3 or segs.shape[1:] != (config.N_MELS, seg_frames):
-        raise MeasureError(f"{part.code['segment']} returned segments of shape {segs.shape}, "
-                           f"expected (segments, {config.N_MELS}, {seg_frames})")
-    if index.shape != (len(segs),) or not np.issubdtype(index.dtype, np.integer):
-        raise MeasureError(f"{part.code['segment']} returned a clip index of shape {index.shape} "
-                           f"({index.dtype}), expected ({len(segs)},) integers")
-    if len(index) and (index.min() < 0 or index.max() >= n):
-        raise MeasureError(f"{part.code['segment']}: clip index outside 0..{n - 1}")
-    missing = np.setdiff1d(np.arange(n), index)
-    if len(missing):
-        raise MeasureError(f"{part.code['segment']} gave no segment for {len(missing)} of {n} test clips "
-                           f"(e.g. clip {missing[0]}, {len(audio[missing[0]]) / config.SAMPLE_RATE:.1f} s long)")
+    segs, index = segments(part.code, submission, feats, seg_frames, hop_frames, audio)
     logits = train.predict_logits(model, torch.from_numpy(segs[:, None]), batch_size=64)
     aggregate = student(part.code["aggregate"], submission)
     with contextlib.redirect_stdout(io.StringIO()):
-        probs = aggregate(logits, index.astype(np.int64), n)
+        probs = aggregate(logits, index, len(audio))
     return probs, {"segment_seconds": seconds, "hop_seconds": hop, "segments": int(len(segs))}, ckpt
 
 

@@ -78,40 +78,6 @@ def _check_checkpoint(check, ckpt: dict, dim: int, ckpt_path: Path) -> None:
         raise measure.MeasureError(f"{ckpt_path}: {str(err).splitlines()[0] if str(err) else 'unusable checkpoint'}") from None
 
 
-def _segment_settings(ckpt: dict, ckpt_path: Path) -> tuple[float, float]:
-    settings = (ckpt.get("extra") or {}).get("segments")
-    try:
-        seconds, hop = float(settings["seconds"]), float(settings["hop_seconds"])
-        assert 0 < seconds <= 30 and 0 < hop <= 30
-    except Exception:
-        raise measure.MeasureError(f"{ckpt_path}: the checkpoint has no valid segment settings (save it with "
-                           f"extra={{'segments': {{'seconds': ..., 'hop_seconds': ...}}, 'musicnn': {{...}}}})") from None
-    return seconds, hop
-
-
-def _segments(code: dict, submission: Path, feats, seg_frames: int, hop_frames: int, audio) -> tuple[np.ndarray, np.ndarray]:
-    """The student's segment_clips, checked as in measure.pipeline_segments: (segments, mels, seg_frames)
-    float32 and an int64 clip index covering every test clip."""
-    from genrekit import config
-    segment = measure.student(code["segment"], submission)
-    segs, index = _quiet(segment, feats, seg_frames, hop_frames)
-    segs, index = np.asarray(segs, dtype=np.float32), np.asarray(index)
-    n = len(audio)
-    if segs.ndim != 3 or segs.shape[1:] != (config.N_MELS, seg_frames):
-        raise measure.MeasureError(f"{code['segment']} returned segments of shape {segs.shape}, "
-                           f"expected (segments, {config.N_MELS}, {seg_frames})")
-    if index.shape != (len(segs),) or not np.issubdtype(index.dtype, np.integer):
-        raise measure.MeasureError(f"{code['segment']} returned a clip index of shape {index.shape} "
-                           f"({index.dtype}), expected ({len(segs)},) integers")
-    if len(index) and (index.min() < 0 or index.max() >= n):
-        raise measure.MeasureError(f"{code['segment']}: clip index outside 0..{n - 1}")
-    missing = np.setdiff1d(np.arange(n), index)
-    if len(missing):
-        raise measure.MeasureError(f"{code['segment']} gave no segment for {len(missing)} of {n} test clips "
-                           f"(e.g. clip {missing[0]}, {len(audio[missing[0]]) / config.SAMPLE_RATE:.1f} s long)")
-    return segs, index.astype(np.int64)
-
-
 def pipeline_mlp(part, submission: Path, ckpt_path: Path, inputs: dict):
     """Part 4 MLP: the student's pool_frames on each test clip's musicnn rows -> the student's
     EmbeddingMLP from the checkpoint -> softmax. Returns (probabilities (clips, classes), facts, checkpoint)."""
@@ -140,10 +106,10 @@ def pipeline_fusion(part, submission: Path, ckpt_path: Path, inputs: dict):
     audio = inputs["audio"]
     rows = _musicnn_rows(inputs)
     ckpt = checkpoint.load(ckpt_path)
-    seconds, hop = _segment_settings(ckpt, ckpt_path)
+    seconds, hop = measure.segment_settings(ckpt, ckpt_path)
     seg_frames, hop_frames = config.seconds_to_frames(seconds), config.seconds_to_frames(hop)
     feats = measure._features(part.code, submission, audio)
-    segs, index = _segments(part.code, submission, feats, seg_frames, hop_frames, audio)
+    segs, index = measure.segments(part.code, submission, feats, seg_frames, hop_frames, audio)
     vectors = _pooled(part.code, submission, embeddings.segment_frames(rows, index, seg_frames, hop_frames), "segment")
     _check_checkpoint(part4.check_fusion_checkpoint, ckpt, vectors.shape[1], ckpt_path)
     ckpt, model = measure._model(part.code, submission, ckpt_path)
