@@ -262,7 +262,10 @@ SHIFT_ONLY = {"copies": 2, "shift": {"max_seconds": 0.4}}
 
 
 def _set_inputs():
+    # tones under a rising envelope: a circular shift of a pure tone by whole periods would give the
+    # tone back unchanged, so a correct shifted copy could look like an effect that was never applied
     waves = [_sine(2.5 + 0.2 * i, f, -9.0 - 3 * i) for i, f in enumerate(SET_TONES_HZ)]
+    waves = [(w * np.linspace(0.6, 1.0, len(w))).astype(np.float32) for w in waves]
     ids = [f"{config.GENRES[label]}/{config.GENRES[label]}.{40 + i:05d}.wav" for i, label in enumerate(SET_LABELS)]
     return waves, np.array(SET_LABELS, dtype=np.int64), ids
 
