@@ -29,7 +29,8 @@ def _grade(args) -> int:
                     cpu_s=args.cpu_seconds)
     results = grade.grade(args.submissions, args.out, args.data, jobs=args.jobs, cell_timeout=args.cell_timeout,
                           accuracy_timeout=args.accuracy_timeout, regrade=args.regrade, sandbox=not args.no_sandbox,
-                          limits=limits, autograde_timeout=args.autograde_timeout, heldout=args.heldout)
+                          limits=limits, autograde_timeout=args.autograde_timeout, heldout=args.heldout,
+                          lanes=args.lanes, time_factor=args.time_factor)
     print(grade_table(results))
     print(f"wrote {args.out / 'grades.csv'}, {args.out / 'gradebook.db'}, {args.out / 'feedback'}/")
     return 0
@@ -52,6 +53,11 @@ def _calibrate(args) -> int:
     return reference.calibrate(args.data, args.seeds, args.out, args.parts or None)
 
 
+def _timing(args) -> int:
+    from autograder import reference
+    return reference.record_timing(args.data, args.out, args.runs)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,10 +68,14 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="synthetic", help="dataset the accuracy is measured on (default synthetic)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
     p.add_argument("--cell-timeout", type=int, default=120, help="seconds per notebook cell")
-    p.add_argument("--accuracy-timeout", type=float, default=900, help="seconds for one accuracy measurement")
+    p.add_argument("--accuracy-timeout", type=float, default=None,
+                   help="seconds for one accuracy measurement (default: --time-factor x the reference's)")
     p.add_argument("--regrade", action="store_true", help="grade again the students already graded in OUT")
     p.add_argument("--autograde-timeout", type=float, default=None,
-                   help="seconds for one submission's notebooks (default: cell timeout x graded cells)")
+                   help="seconds for one autograde lane (default: --time-factor x the reference's)")
+    p.add_argument("--time-factor", type=float, default=10.0,
+                   help="time limits as a multiple of the reference's own grading time (autograder/timing.json)")
+    p.add_argument("--lanes", type=int, default=2, help="parallel autograde runs per submission (notebooks split)")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run student code without bubblewrap (unsafe; every row says so)")
     p.add_argument("--heldout", action="store_true",
@@ -77,15 +87,18 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-seconds", type=int, default=3600, help="sandbox: CPU seconds per process")
     p.set_defaults(run=_grade)
     for name, helptext in (("reference", "run the reference solution end to end and grade it"),
-                           ("calibrate", "re-run the reference over seeds and rewrite the thresholds")):
+                           ("calibrate", "re-run the reference over seeds and rewrite the thresholds"),
+                           ("timing", "grade the executed reference a few times and rewrite autograder/timing.json")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--data", default="synthetic")
-        p.add_argument("--out", type=Path, default=Path("out") / name)
+        p.add_argument("--out", type=Path, default=Path("out") / ("reference" if name == "timing" else name))
+        if name == "timing":
+            p.add_argument("--runs", type=int, default=3)
         if name == "calibrate":
             p.add_argument("--parts", nargs="*", help="only these parts (their notebooks re-run on the seed "
                                                       "folders an earlier calibration left in OUT)")
             p.add_argument("--seeds", type=int, default=3)
-        p.set_defaults(run=_reference if name == "reference" else _calibrate)
+        p.set_defaults(run={"reference": _reference, "calibrate": _calibrate, "timing": _timing}[name])
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -37,8 +37,10 @@ def nbgrader_env(extra: dict | None = None) -> dict:
 
 
 def write_config(course_root: Path, *, cell_timeout: int = 120, db: Path | None = None, student_files=(),
-                 ignore: list[str] | None = None) -> Path:
-    """Write ``nbgrader_config.py`` for a course folder: ML-sized timeouts, the student's package kept."""
+                 ignore: list[str] | None = None, grading: bool = False) -> Path:
+    """Write ``nbgrader_config.py`` for a course folder: ML-sized timeouts, the student's package kept.
+    ``grading``: notebooks run with :class:`autograder.nbexec.ResilientExecute` (a dead kernel ends
+    its notebook only), and a finished kernel is stopped at once."""
     lines = [
         "c = get_config()  # noqa: F821 (provided by traitlets)",
         f"c.CourseDirectory.root = {str(course_root)!r}",
@@ -52,6 +54,10 @@ def write_config(course_root: Path, *, cell_timeout: int = 120, db: Path | None 
         "c.ClearSolutions.code_stub = {'python': '# YOUR CODE HERE\\nraise NotImplementedError()'}",
         "c.GenerateFeedback.force = True",
     ]
+    if grading:
+        lines += ["from autograder.nbexec import autograde_preprocessors",
+                  "c.Autograde.autograde_preprocessors = autograde_preprocessors()",
+                  "c.Execute.shutdown_kernel = 'immediate'"]
     path = course_root / "nbgrader_config.py"
     path.write_text("\n".join(lines) + "\n")
     return path

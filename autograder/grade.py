@@ -6,9 +6,12 @@ checkpoint, a crash) gets a result row that says so and never stops the batch or
 results:
 
 1. ``nbgrader autograde``: the student's notebooks are executed with the instructor's test cells
-   (visible and hidden) restored; the student's package is never overwritten by the solutions.
+   (visible and hidden) restored; the student's package is never overwritten by the solutions. The
+   notebooks are split into lanes (parallel nbgrader runs, balanced by the reference's grading time);
+   a kernel that dies ends only its notebook (:mod:`autograder.nbexec`), a lane that fails or runs out
+   of time costs only its notebooks. Time limits are multiples of the reference's (:mod:`autograder.timing`).
 2. Accuracy of every part (:mod:`autograder.parts`), measured by the grader (:mod:`autograder.measure`)
-   in one fresh process per submission that gets the test audio only, from the student's checkpoints
+   beside autograde, in one fresh process per submission that gets the test audio only, from the student's checkpoints
    and the student's own code; metrics are computed here from the probabilities it returns and labels
    it never sees. Each part's points (full at the pass mark, linear down to the floor) replace the
    score of that part's accuracy cell in its notebook.
@@ -18,7 +21,8 @@ Outputs in OUT: ``gradebook.db`` (nbgrader's gradebook with every student), ``gr
 per student: points per test, ``total``, ``max``, measured accuracy, status),
 ``feedback/<student>/gtzan_genre/`` (HTML and ``summary.txt``), ``submitted/`` and ``autograded/`` (so
 that OUT is an nbgrader course folder: formgrader and ``nbgrader export`` work there) and ``work/``
-(each submission's own course folder and ``result.json``). Re-running skips students graded before.
+(each submission's ``result.json``; its scratch course folders are removed once its results are
+published). Re-running skips students graded before.
 
 A submission is a folder ``SUBMISSIONS/<student_id>/gtzan_genre/`` (or ``SUBMISSIONS/<student_id>/``
 holding the notebooks directly); SUBMISSIONS may also be a ``.zip`` of such folders (an LMS export).
@@ -43,9 +47,10 @@ from pathlib import Path
 
 from autograder import measure as measuring
 from autograder import sandbox as sandboxing
-from autograder import thresholds
+from autograder import thresholds, timing
 from autograder.course import ASSIGNMENT, SOLUTIONS, GradingError, run_nbgrader, write_config
 from autograder.parts import PARTS
+from genrekit.config import SAMPLE_RATE
 from genrekit.progress import bar
 
 SUBMISSION_JUNK = ("__pycache__", "*.pyc", ".ipynb_checkpoints", ".DS_Store")
@@ -59,6 +64,8 @@ ZIP_MAX_MEMBERS = 5_000
 ZIP_MAX_BYTES = 2 * 2**30
 ZIP_MAX_RATIO = 200          # uncompressed / compressed size of one member (above 1 MB)
 FEEDBACK_OUTPUT_CHARS = 2_000  # of each output of a student's cell kept in the feedback
+LANES = 2                # parallel autograde runs per submission (their notebooks split by reference time)
+KERNEL_START = 2.0       # seconds a notebook's kernel takes to start and stop (for splitting notebooks)
 UNSANDBOXED = "graded WITHOUT sandbox (--no-sandbox): student code ran with the grader's rights"
 CSP = ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
        'style-src \'unsafe-inline\'">')
@@ -74,6 +81,7 @@ class Result:
     problems: list = field(default_factory=list)    # one line each
     ignored: list = field(default_factory=list)     # submitted files left out of grading
     seconds: float = 0.0
+    phases: dict = field(default_factory=dict)      # phase -> wall seconds (autograde, accuracy, feedback)
 
     @property
     def total(self) -> float:
@@ -109,7 +117,8 @@ def student_files(source: Path = SOLUTIONS) -> tuple[str, ...]:
 
 def grading_config(course: Path, cell_timeout: int) -> None:
     """nbgrader_config.py of a grading course folder: the student's package kept, submission junk ignored."""
-    write_config(course, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK))
+    write_config(course, cell_timeout=cell_timeout, student_files=student_files(), ignore=list(SUBMISSION_JUNK),
+                 grading=True)
 
 
 def make_template(folder: Path, cell_timeout: int) -> Path:
@@ -283,6 +292,17 @@ def breaches(autograded: Path, limits: sandboxing.Limits) -> list[str]:
     return found
 
 
+def ended_kernels(autograded: Path) -> list[str]:
+    """Notebooks whose kernel ended in a cell (os._exit, a crash): named with the cell."""
+    from autograder.nbexec import kernel_deaths
+    found = []
+    for nb_path in sorted(autograded.glob("*.ipynb")):
+        if nb_path.is_file() and not nb_path.is_symlink():
+            found += [f"the kernel ended in {nb_path.stem} cell {i + 1} (os._exit, a crash or a limit): the cells "
+                      f"after it did not run" for i in kernel_deaths(_cells_with(nb_path))]
+    return found
+
+
 def tampering(submitted: Path) -> list[str]:
     """What a submitted notebook changed in the assignment's graded and locked cells (nbgrader restores
     them from the source at autograde; the row says what was found)."""
@@ -361,17 +381,58 @@ def protect_feedback(folder: Path) -> None:
         page.write_text(text.replace("<head>", "<head>\n" + CSP, 1) if "<head>" in text else CSP + text)
 
 
-def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: measuring.TestSet,
-              cell_timeout: int, accuracy_timeout: float, limits: dict, sandbox: sandboxing.Sandbox | None = None,
-              autograde_timeout: float | None = None, heldout: measuring.TestSet | None = None) -> Result:
-    """Grade one submission in ``work`` (its own course folder); never raises.
+@dataclass
+class Lane:
+    """One ``nbgrader autograde`` run over some of a submission's notebooks, in its own course folder."""
+    course: Path
+    notebooks: list
+    error: str | None = None
+    seconds: float = 0.0
 
-    With ``sandbox`` every run of student code (the autograde kernels, the accuracy child) is in
-    bubblewrap; without, the row says it was graded unsandboxed. ``heldout``: a second, never released
-    test set whose accuracy gives the points (the public one is shown beside it)."""
+
+def notebook_lanes(notebooks, lanes: int, times: timing.Limits) -> list[list[str]]:
+    """The submitted notebooks split into at most ``lanes`` groups of about equal reference grading
+    time (longest first, each to the least loaded group), each group in notebook order."""
+    loads = [[0.0, []] for _ in range(max(1, lanes))]
+    cost = {nb: times.notebooks.get(nb, timing.FALLBACK_NOTEBOOK) + KERNEL_START for nb in notebooks}
+    for nb in sorted(notebooks, key=lambda nb: -cost[nb]):
+        lane = min(loads, key=lambda entry: entry[0])
+        lane[0] += cost[nb]
+        lane[1].append(nb)
+    return [sorted(group) for _, group in loads if group]
+
+
+def link_view(submission: Path, view: Path, notebooks) -> None:
+    """``view``: the submission's files as hard links (no second copy), with only these notebooks."""
+    for path in sorted(submission.rglob("*")):
+        rel = path.relative_to(submission)
+        if path.is_dir() or (path.suffix == ".ipynb" and len(rel.parts) == 1 and path.stem not in notebooks):
+            continue
+        (view / rel).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, view / rel)
+        except OSError:  # another file system
+            shutil.copy2(path, view / rel)
+
+
+def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: measuring.TestSet,
+              cell_timeout: int, accuracy_timeout: float | None, limits: dict,
+              sandbox: sandboxing.Sandbox | None = None, autograde_timeout: float | None = None,
+              heldout: measuring.TestSet | None = None, lanes: int = LANES,
+              times: timing.Limits | None = None) -> Result:
+    """Grade one submission in ``work``; never raises.
+
+    The submission's files are copied once, into ``work/submission``. Its notebooks are autograded in
+    ``lanes`` parallel nbgrader runs (``work/laneN``, each a course folder seeing its notebooks and the
+    student's files as hard links), and the accuracy of every part is measured beside them; a lane
+    that fails or runs out of time costs only its notebooks. With ``sandbox`` every run of student
+    code is in bubblewrap; without, the row says it was graded unsandboxed. ``heldout``: a second,
+    never released test set whose accuracy gives the points (the public one is shown beside it).
+    Time limits: ``autograde_timeout`` / ``accuracy_timeout`` when given, else from ``times``
+    (:mod:`autograder.timing`, multiples of the reference's own grading time)."""
     start = time.perf_counter()
     result = Result(student)
-    course = work / "course"
+    times = times or timing.load()
     slot = sandbox.acquire() if sandbox else 0
     try:
         if not STUDENT_ID.match(student):
@@ -383,36 +444,70 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
         refuse_links(submitted)
         if work.exists():
             shutil.rmtree(work)
-        shutil.copytree(template, course, ignore=shutil.ignore_patterns("release"))
-        grading_config(course, cell_timeout)
-        dest = course / "submitted" / student / ASSIGNMENT
+        dest = work / "submission"
         dest.mkdir(parents=True)
         result.ignored = copy_allowed(find_assignment_folder(submitted), dest)
         result.problems += [f"tampered: {t}" for t in tampering(dest)]
-        n_cells = len(grade_cells()) + 8
-        autograde_error = None
-        runner = None
-        if sandbox:
-            lock_scratch(course)
-            runner = sandbox.runner([course], slot=slot, nbgrader=True)
-        try:
-            run_nbgrader(course, "autograde", ASSIGNMENT, f"--student={student}", "--force",
-                         timeout=autograde_timeout or cell_timeout * n_cells + 120, runner=runner)
-        except GradingError as err:
-            autograde_error = str(err)
-            result.problems.append(f"autograde: {err}")
-        finally:
-            scrub(course / "autograded")
-        if sandbox:
-            result.problems += breaches(course / "autograded" / student / ASSIGNMENT, sandbox.limits)
-        db = course / "gradebook.db"
+        known = {nb for nb, _, _ in grade_cells()}
+        groups = notebook_lanes(sorted(p.stem for p in dest.glob("*.ipynb") if p.stem in known), lanes, times)
         part_ids = [p.id for p in PARTS]
-        measure_runner = sandbox.runner([], slot=slot, readable=[dest]) if sandbox else None
-        measured_all = measuring.measure(dest, part_ids, tests, accuracy_timeout, runner=measure_runner)
+        # accuracy is measured beside autograde (it reads the submitted files, autograde its own copies),
+        # in a sandbox user of its own; each lane has one too
+        measure_runner = sandbox.runner([], slot=slot + sandboxing.SLOTS, readable=[dest]) if sandbox else None
+        acc_limit = accuracy_timeout or times.accuracy(float(tests.lengths.sum()) / SAMPLE_RATE)
+
+        def measure_all():
+            t0 = time.perf_counter()
+            on_test = measuring.measure(dest, part_ids, tests, acc_limit, runner=measure_runner)
+            on_heldout = None if heldout is None else \
+                measuring.measure(dest, part_ids, heldout, acc_limit, runner=measure_runner)
+            result.phases["accuracy"] = round(time.perf_counter() - t0, 1)
+            return on_test, on_heldout
+
+        def autograde(i: int, notebooks: list[str]) -> Lane:
+            lane = Lane(work / f"lane{i}", notebooks)
+            t0 = time.perf_counter()
+            shutil.copytree(template, lane.course, ignore=shutil.ignore_patterns("release"))
+            grading_config(lane.course, cell_timeout)
+            link_view(dest, lane.course / "submitted" / student / ASSIGNMENT, notebooks)
+            runner = None
+            if sandbox:
+                lock_scratch(lane.course)
+                runner = sandbox.runner([lane.course], slot=slot + sandboxing.SLOTS * (2 + i), nbgrader=True)
+            limit = autograde_timeout or times.autograde(notebooks)
+            try:
+                run_nbgrader(lane.course, "autograde", ASSIGNMENT, f"--student={student}", "--force",
+                             timeout=limit, runner=runner)
+            except GradingError as err:
+                lane.error = str(err)
+            finally:
+                scrub(lane.course / "autograded")
+                lane.seconds = round(time.perf_counter() - t0, 1)
+            return lane
+
+        with ThreadPoolExecutor(max_workers=len(groups) + 1) as pool:
+            measuring_job = pool.submit(measure_all)
+            done = [job.result() for job in [pool.submit(autograde, i, g) for i, g in enumerate(groups)]]
+            measured_all, heldout_all = measuring_job.result()
+        result.phases["autograde"] = max((lane.seconds for lane in done), default=0.0)
+        result.scores = {gid: 0.0 for _, gid, _ in grade_cells()}   # missing notebooks and failed lanes: 0
+        result.max_scores = {gid: pts for _, gid, pts in grade_cells()}
+        lane_of = {}
+        for lane in done:
+            autograded = lane.course / "autograded" / student / ASSIGNMENT
+            if lane.error:
+                result.problems.append(f"autograde of {', '.join(lane.notebooks)}: {lane.error}")
+            if sandbox:
+                result.problems += breaches(autograded, sandbox.limits)
+            result.problems += ended_kernels(autograded)
+            if lane.error is None:
+                scores, _ = _scores_from_db(lane.course / "gradebook.db", student)
+                mine = {gid for nb, gid, _ in grade_cells() if nb in lane.notebooks}
+                result.scores.update({gid: v for gid, v in scores.items() if gid in mine})
+                lane_of.update({nb: lane for nb in lane.notebooks})
         public_all = None
-        if heldout is not None:
-            public_all = measured_all
-            measured_all = measuring.measure(dest, part_ids, heldout, accuracy_timeout, runner=measure_runner)
+        if heldout_all is not None:
+            public_all, measured_all = measured_all, heldout_all
         for part in PARTS:
             measured = measured_all[part.id]
             lim = limits[part.id]
@@ -425,22 +520,31 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
                 result.problems.append(f"{part.id}: {measured['error']}")
             measured.update({"points": pts, "comment": comment})
             result.accuracy[part.id] = measured
-            if autograde_error is None:
-                _set_score(db, student, part.notebook, part.cell, pts, comment)
-        if autograde_error is None:
-            result.scores, result.max_scores = _scores_from_db(db, student)
+            result.scores[part.cell] = pts
+            if part.notebook in lane_of:
+                _set_score(lane_of[part.notebook].course / "gradebook.db", student, part.notebook, part.cell, pts, comment)
+        t0 = time.perf_counter()
+
+        def feedback(lane: Lane) -> str | None:
             try:
-                sanitize_for_feedback(course / "autograded" / student / ASSIGNMENT)
-                run_nbgrader(course, "generate_feedback", ASSIGNMENT, f"--student={student}", timeout=300)
-                protect_feedback(course / "feedback")
+                sanitize_for_feedback(lane.course / "autograded" / student / ASSIGNMENT)
+                run_nbgrader(lane.course, "generate_feedback", ASSIGNMENT, f"--student={student}",
+                             timeout=times.feedback())
+                protect_feedback(lane.course / "feedback")
             except GradingError as err:
-                result.problems.append(f"feedback: {err}")
+                return f"feedback: {err}"
+            return None
+
+        ok = [lane for lane in done if lane.error is None]
+        with ThreadPoolExecutor(max_workers=max(1, len(ok))) as pool:
+            result.problems += [p for p in pool.map(feedback, ok) if p]
+        result.phases["feedback"] = round(time.perf_counter() - t0, 1)
     except Exception as err:  # a grading problem of this submission, reported in its row
         result.problems.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
     finally:
         if sandbox:
             sandbox.release(slot)
-    if not result.scores:  # autograde failed: notebook tests 0, accuracy as measured
+    if not result.scores:  # refused before autograde: notebook tests 0, accuracy as measured
         result.scores = {gid: 0.0 for _, gid, _ in grade_cells()}
         result.max_scores = {gid: pts for _, gid, pts in grade_cells()}
         for part in PARTS:
@@ -601,15 +705,26 @@ def write_csv(path: Path, results: list[Result]) -> None:
 
 
 def _publish(out: Path, r: Result) -> None:
-    """Put one student's folders where nbgrader expects them in OUT, and write the summary."""
-    work = out / "work" / r.student / "course"
+    """Put one student's folders where nbgrader expects them in OUT (the submission as handed in, the
+    autograded notebooks and the feedback of every lane), and write the summary."""
+    work = out / "work" / r.student
+    lanes = sorted(work.glob("lane*"))
     for kind in ("submitted", "autograded", "feedback"):
-        src, dst = work / kind / r.student / ASSIGNMENT, out / kind / r.student / ASSIGNMENT
+        dst = out / kind / r.student / ASSIGNMENT
         if dst.exists():
             shutil.rmtree(dst)
-        if src.is_dir() and not src.is_symlink():
+        sources = [work / "submission"] if kind == "submitted" else \
+            [lane / kind / r.student / ASSIGNMENT for lane in lanes]
+        for i, src in enumerate(sources):
+            if not src.is_dir() or src.is_symlink():
+                continue
             scrub(src)
-            shutil.copytree(src, dst, symlinks=True)
+            if kind == "feedback" or i > 0:  # feedback pages only; later lanes: their notebooks only
+                dst.mkdir(parents=True, exist_ok=True)
+                for page in src.glob("*.html" if kind == "feedback" else "*.ipynb"):
+                    shutil.copy2(page, dst / page.name)
+            else:
+                shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
     dst = out / "feedback" / r.student / ASSIGNMENT
     dst.mkdir(parents=True, exist_ok=True)
     lines = [f"student: {r.student}", f"total: {r.total:g} of {sum(r.max_scores.values()):g}", f"status: {r.status}"]
@@ -649,9 +764,9 @@ def heldout_tests(data_spec: str, private: Path) -> measuring.TestSet | None:
 
 
 def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int = 1, cell_timeout: int = 120,
-          accuracy_timeout: float = 900, progress: bool = True, regrade: bool = False, sandbox: bool = True,
+          accuracy_timeout: float | None = None, progress: bool = True, regrade: bool = False, sandbox: bool = True,
           limits: sandboxing.Limits | None = None, autograde_timeout: float | None = None,
-          heldout: bool = False) -> list[Result]:
+          heldout: bool = False, lanes: int = LANES, time_factor: float = timing.FACTOR) -> list[Result]:
     """Grade every submission in ``submissions`` into ``out``; returns the results of all students in OUT.
 
     OUT is an nbgrader course folder (``source/``, ``submitted/``, ``autograded/``, ``feedback/``,
@@ -662,7 +777,9 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
 
     ``sandbox``: run student code in bubblewrap (refuses to start without it; False only when told
     ``--no-sandbox``, and every row then says so). ``limits``: its resource limits.
-    ``autograde_timeout``: seconds for one submission's autograde (default from the cell timeout).
+    ``autograde_timeout`` / ``accuracy_timeout``: seconds for one autograde lane / one accuracy
+    measurement; by default ``time_factor`` times the reference's own (``autograder/timing.json``).
+    ``lanes``: parallel autograde runs per submission.
     ``heldout``: points from the held-out synthetic set (``autograder/heldout.json``).
     """
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
@@ -697,6 +814,7 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     for line in tests.skipped:
         print(f"warning: test clip left out for every student: {line}")
     held = heldout_tests(data_spec, private) if heldout else None
+    times = timing.load(time_factor)
     template = make_template(out / "template", cell_timeout)
     if not (out / "gradebook.db").is_file():
         shutil.copy2(template / "gradebook.db", out / "gradebook.db")
@@ -707,13 +825,20 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
         student, folder = entry
         result = grade_one(student, folder, template, out / "work" / student, tests, cell_timeout,
                            accuracy_timeout, limits_by_part, sandbox=box, autograde_timeout=autograde_timeout,
-                           heldout=held)
-        (out / "work" / student).mkdir(parents=True, exist_ok=True)
-        (out / "work" / student / "result.json").write_text(json.dumps(asdict(result), indent=1))
+                           heldout=held, lanes=lanes, times=times)
+        work = out / "work" / student
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            _publish(out, result)
+        except OSError as err:  # a full disk, say: this row says so, the batch goes on
+            result.problems.append(f"publishing the results failed: {err}")
+        for scratch in [*work.glob("lane*"), work / "submission"]:  # published: the scratch copies go
+            shutil.rmtree(scratch, ignore_errors=True)
+        (work / "result.json").write_text(json.dumps(asdict(result), indent=1))
         return result
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, 8))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, sandboxing.SLOTS))) as pool:
             fresh = list(bar(pool.map(one, todo), total=len(todo), desc="grading", disable=not progress, leave=True))
     finally:
         shutil.rmtree(tests.request_dir, ignore_errors=True)
@@ -722,8 +847,6 @@ def grade(submissions: Path, out: Path, data_spec: str = "synthetic", jobs: int 
     results = {r.student: r for r in filter(None, (_load_result(p) for p in sorted(out.glob("work/*/result.json"))))}
     results.update({r.student: r for r in fresh})
     merge_gradebook(out / "gradebook.db", fresh)
-    for r in fresh:
-        _publish(out, r)
     ordered = sorted(results.values(), key=lambda r: r.student)
     write_csv(out / "grades.csv", ordered)
     (out / "results.json").write_text(json.dumps([{**asdict(r), "total": r.total, "status": r.status}

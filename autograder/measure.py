@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from autograder import parts as parts_mod
 
 RESPONSE_LIMIT = 8 * 2**20  # bytes of the child's standard output kept (the response is a few KB)
 # what the child's environment never gets: where the data, caches and labels live
+_REQUEST_LOCK = threading.Lock()  # submissions graded at once share one request file per set of parts
 HIDDEN_ENV = ("GENREKIT_DATA_DIR", "GENREKIT_CACHE_DIR", "GENRE_DATASET", "GENREKIT_WEIGHTS_DIR")
 
 
@@ -284,23 +286,28 @@ class TestSet:
 
     def request_file(self, part_ids) -> Path:
         """The request (audio, other inputs the parts need, parts to measure) as a file to give the
-        child as its standard input; made once per batch and set of parts."""
+        child as its standard input; made once per batch and set of parts (the first of the
+        submissions graded at once makes it, the others wait for it)."""
         key = "-".join(part_ids)
         path = self.request_dir / f"request-{key}.npz"
-        if not path.is_file():
-            request = {"parts": [{"id": p} for p in part_ids]}
-            needs = {name for p in part_ids for name in parts_mod.get(p).inputs}
-            extra = {}
-            if "musicnn" in needs:
-                frames = self.musicnn_frames()
-                extra = {"musicnn": np.concatenate(frames), "musicnn_rows": np.array([len(f) for f in frames])}
-            with np.load(self.request_dir / "audio.npz") as audio:
-                tmp = path.with_suffix(".tmp")
-                with open(tmp, "wb") as f:
-                    np.savez(f, audio=audio["audio"], lengths=audio["lengths"],
-                             request=np.frombuffer(json.dumps(request).encode(), dtype=np.uint8), **extra)
-                os.replace(tmp, path)
+        with _REQUEST_LOCK:
+            if not path.is_file():
+                self._write_request(path, part_ids)
         return path
+
+    def _write_request(self, path: Path, part_ids) -> None:
+        request = {"parts": [{"id": p} for p in part_ids]}
+        needs = {name for p in part_ids for name in parts_mod.get(p).inputs}
+        extra = {}
+        if "musicnn" in needs:
+            frames = self.musicnn_frames()
+            extra = {"musicnn": np.concatenate(frames), "musicnn_rows": np.array([len(f) for f in frames])}
+        with np.load(self.request_dir / "audio.npz") as audio:
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as f:
+                np.savez(f, audio=audio["audio"], lengths=audio["lengths"],
+                         request=np.frombuffer(json.dumps(request).encode(), dtype=np.uint8), **extra)
+            os.replace(tmp, path)
 
     def musicnn_frames(self) -> list[np.ndarray]:
         """musicnn frame embeddings of the test clips in the shuffled order, computed by the toolkit

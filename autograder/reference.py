@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from autograder import measure as measuring
-from autograder import thresholds
+from autograder import thresholds, timing
 from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, PACKAGE, SOLUTIONS, GradingError, nbgrader_env
 from autograder.grade import SUBMISSION_JUNK, cell_points, grade
 from autograder.parts import PARTS
@@ -197,6 +197,38 @@ def run(data_spec: str, out: Path) -> int:
     if result.status != "ok" or result.total < expected:
         print(f"the reference did not get full marks ({result.total:g} of {expected:g} auto-graded)", file=sys.stderr)
         return 1
+    return 0
+
+
+def record_timing(data_spec: str, out: Path, runs: int = 3) -> int:
+    """Grade the reference that ``make reference`` executed ``runs`` times (after one run that warms
+    the caches) and write ``autograder/timing.json``: the reference's own grading time, from which
+    the grader's time limits are derived (:mod:`autograder.timing`)."""
+    from genrekit import data
+    from genrekit.config import SAMPLE_RATE
+    ds = data.open_dataset(data_spec)
+    folder = (out / slug(ds.spec)).resolve()
+    submissions = folder / "submissions"
+    if not (submissions / "reference" / ASSIGNMENT).is_dir():
+        raise GradingError(f"{submissions}: no executed reference; run make reference DATA={data_spec} first")
+    measured = []
+    for run in range(runs + 1):
+        (result,) = grade(submissions, folder / "timing", data_spec, progress=False, regrade=True,
+                          time_factor=1e6)  # no limit from an earlier timing.json
+        if result.status != "ok":
+            raise GradingError(f"grading the reference failed: {result.status}")
+        autograded = folder / "timing" / "autograded" / "reference" / ASSIGNMENT
+        figures = {"notebooks": {nb.stem: timing.cell_seconds(nb) for nb in sorted(autograded.glob("*.ipynb"))},
+                   "accuracy": result.phases["accuracy"], "feedback": result.phases["feedback"]}
+        print(f"  run {run}{' (warm-up, not counted)' if run == 0 else ''}: grading {result.seconds:.1f} s, "
+              f"phases {result.phases}")
+        if run:
+            measured.append(figures)
+    tests = measuring.test_set(data_spec, workdir=folder)
+    shutil.rmtree(tests.request_dir, ignore_errors=True)
+    table = timing.record(measured, float(tests.lengths.sum()) / SAMPLE_RATE, ds.spec)
+    print(f"wrote {timing.FILE}: notebooks {table['notebooks']}, accuracy {table['accuracy']} s, "
+          f"feedback {table['feedback']} s")
     return 0
 
 

@@ -42,8 +42,10 @@ NUMBA_WARM = "/opt/genre-numba"        # where the warm cache is bound read-only
 GRADER_LIB = "/opt/genre-grader"       # the sourceless grader modules (first on PYTHONPATH inside)
 KERNEL_NAME = "python3"                # the notebooks' kernel: ours shadows the venv's
 UID_BASE = 61000
+SLOTS = 8                              # concurrent submissions; their second runs use SLOTS + slot
 # grader modules the runs need, compiled without source; nothing that holds paths, answers or results
-SANDBOX_MODULES = ("__init__.py", "measure.py", "pipelines_*.py", "parts.py", "sandbox.py", "checks/*.py")
+SANDBOX_MODULES = ("__init__.py", "measure.py", "nbexec.py", "pipelines_*.py", "parts.py", "sandbox.py",
+                   "checks/*.py")
 INSTALL_HINT = "bubblewrap (bwrap) is not installed: run `apt-get install -y bubblewrap` as root (or `make sandbox`)"
 
 
@@ -104,7 +106,7 @@ class Sandbox:
         self.lib = self._compile_grader(self.private / "lib" / "autograder")
         self.kernels = self._kernelspec(self.private / "jupyter")
         self.numba = Path(numba_cache) if numba_cache else self.private / "numba"
-        self._slots = list(range(8))
+        self._slots = list(range(SLOTS))
         self._lock = threading.Lock()
 
     # --- private files --------------------------------------------------------------------------
@@ -168,7 +170,10 @@ class Sandbox:
                     "HOME": "/tmp", "TMPDIR": "/tmp", "NUMBA_CACHE_DIR": NUMBA_INSIDE, "MPLCONFIGDIR": "/tmp/mpl",
                     "MPLBACKEND": "Agg", "IPYTHONDIR": "/tmp/ipython", "JUPYTER_CONFIG_DIR": "/tmp/jupyter-config",
                     "JUPYTER_DATA_DIR": "/tmp/jupyter-data", "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
-                    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": GRADER_LIB, "LANG": env.get("LANG", "C.UTF-8")})
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                    # the sourceless grader first, then the toolkit from the bound genrekit/ (whatever
+                    # path an editable install recorded: Gradescope's image has the project elsewhere)
+                    "PYTHONPATH": os.pathsep.join([GRADER_LIB, str(ROOT)]), "LANG": env.get("LANG", "C.UTF-8")})
         if jupyter:
             env["JUPYTER_PATH"] = str(self.kernels)
         return env

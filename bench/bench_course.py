@@ -4,7 +4,8 @@
 
 Rows: wall time of ``python -m autograder reference`` (what ``make reference`` runs once the venv
 exists: dataset, notebook with training, grading, table); of grading one submission (the executed
-reference); of grading ``--copies`` copies of it with 1 job and with ``--jobs`` jobs, with seconds per
+reference), with its notebooks in two parallel autograde lanes (the default) and in one, and where
+its time went (autograde, accuracy beside it, feedback); of grading ``--copies`` copies of it with 1 job and with ``--jobs`` jobs, with seconds per
 submission and the speed-up of parallel grading; submissions per hour with 1 and ``--jobs`` jobs;
 the sandbox's cost per submission (one submission graded with and without bubblewrap); peak memory
 of one job (the largest resident set of any process grading started).
@@ -49,7 +50,9 @@ def main() -> None:
         t_one, results = timed(lambda: grade(one, tmp / "grades1", progress=False))
         assert results[0].status == "ok", results[0].status
         t_bare, _ = timed(lambda: grade(one, tmp / "grades1-bare", progress=False, sandbox=False))
-        t_one, _ = timed(lambda: grade(one, tmp / "grades1-again", progress=False))  # numba cache warm now
+        t_one, results = timed(lambda: grade(one, tmp / "grades1-again", progress=False))  # numba cache warm now
+        phases = results[0].phases
+        t_lane, _ = timed(lambda: grade(one, tmp / "grades1-lane", progress=False, lanes=1))
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         many = tmp / "many"
         for i in range(args.copies):
@@ -61,8 +64,11 @@ def main() -> None:
     print(f"{'what':<44}{'seconds':>9}{'per submission':>16}")
     print(f"{'make reference (dataset cached, venv ready)':<44}{t_ref:>9.1f}")
     print(f"{'grade 1 submission':<44}{t_one:>9.1f}{t_one:>16.1f}")
+    print(f"{'grade 1 submission, notebooks in 1 lane':<44}{t_lane:>9.1f}{t_lane:>16.1f}")
     print(f"{f'grade {n} copies, 1 job':<44}{t_serial:>9.1f}{t_serial / n:>16.1f}")
     print(f"{f'grade {n} copies, {args.jobs} jobs':<44}{t_par:>9.1f}{t_par / n:>16.1f}")
+    print(f"one submission: autograde {phases['autograde']:.1f} s (2 lanes), accuracy {phases['accuracy']:.1f} s "
+          f"(beside it), feedback {phases['feedback']:.1f} s; 2 lanes are {t_lane / t_one:.2f}x faster than 1")
     print(f"sandbox cost per submission: {t_one - t_bare:+.1f} s (sandboxed {t_one:.1f} s, unsandboxed {t_bare:.1f} s)")
     print(f"submissions per hour: {3600 * n / t_serial:.0f} with 1 job, {3600 * n / t_par:.0f} with {args.jobs} jobs; "
           f"peak memory of one job {peak_mb:.0f} MB")

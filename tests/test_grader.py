@@ -291,6 +291,19 @@ def test_outputs_csv_gradebook_feedback(batch):
     assert "Test accuracy measured by the grader" in summary and "0 of 5 points" in summary
 
 
+def test_every_lane_is_published_and_no_scratch_copy_is_left(batch):
+    """The notebooks are autograded in parallel lanes; OUT holds every notebook's autograded copy and
+    feedback page (feedback: pages only, no copy of the checkpoints), work/ only each result."""
+    results, out = batch
+    notebooks = {nb for nb, _, _ in grading.grade_cells()}
+    feedback = out / "feedback" / "reference" / ASSIGNMENT
+    assert {p.name for p in feedback.iterdir()} == {f"{nb}.html" for nb in notebooks} | {"summary.txt"}
+    assert {p.stem for p in (out / "autograded" / "reference" / ASSIGNMENT).glob("*.ipynb")} == notebooks
+    assert {p.stem for p in (out / "submitted" / "reference" / ASSIGNMENT).glob("*.ipynb")} == notebooks
+    assert all([p.name for p in (out / "work" / s).iterdir()] == ["result.json"] for s in results)
+    assert set(results["reference"].phases) == {"autograde", "accuracy", "feedback"}
+
+
 def test_grade_command_errors_are_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, timeout=120)

@@ -1,12 +1,22 @@
 """The Gradescope bundle: results.json follows the autograder specification's fields; every failure
-still writes one; autograder.zip has setup.sh and run_autograder at its root and no local data."""
+still writes one; autograder.zip has setup.sh and run_autograder at its root and no local data; and
+run_autograder grades in Gradescope's own layout (/autograder/source, /autograder/submission,
+/autograder/results, reproduced with bubblewrap) the reference, the blank release and a broken one."""
 
 import json
+import os
+import shutil
+import subprocess
 import zipfile
 
+import pytest
+
+from autograder import sandbox as sandboxing
+from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, ROOT, SOLUTIONS
 from autograder.gradescope import bundle, results
-from autograder.grade import Result
+from autograder.grade import Result, grade_cells
 from autograder.parts import PARTS
+from conftest import TEST_DATA
 
 CELLS = (("1_baseline", "test_log_mel_shape", 1.0), ("1_baseline", PARTS[0].cell, 5.0), ("1_baseline", "answer", 2.0))
 TEST_KEYS = {"name", "score", "max_score", "output", "visibility"}
@@ -47,3 +57,56 @@ def test_bundle_layout(tmp_path):
         assert {"setup.sh", "run_autograder", "pyproject.toml", "autograder/grade.py"} <= names
         assert (zf.getinfo("run_autograder").external_attr >> 16) & 0o111
     assert not any(n.endswith((".pt", ".wav", ".db")) for n in names)
+
+
+# --- run_autograder in Gradescope's layout ---------------------------------------------------------
+
+def _upload(kind: str, reference_run, dest):
+    """What a student uploads to Gradescope: the assignment folder's content at the top (the released
+    notebooks; for the reference, the solved package and the trained checkpoints)."""
+    shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT, dest)
+    if kind == "blank":
+        return dest
+    for py in (SOLUTIONS / ASSIGNMENT / "genre").glob("*.py"):
+        shutil.copy2(py, dest / "genre" / py.name)
+    shutil.copytree(reference_run / "checkpoints", dest / "checkpoints", ignore=shutil.ignore_patterns("*.png"))
+    if kind == "broken":  # a syntax error in the front end
+        features = dest / "genre" / "features.py"
+        features.write_text(features.read_text().replace("def log_mel(", "def log_mel((", 1))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def gradescope_runs(reference_run, tmp_path_factory):
+    """run_autograder for three submissions, each in a bubblewrap namespace with Gradescope's layout:
+    the project read-only at /autograder/source, the upload at /autograder/submission, results.json
+    written to /autograder/results."""
+    bwrap = sandboxing.bwrap_path()
+    if bwrap is None:
+        pytest.skip(sandboxing.INSTALL_HINT)
+    docs = {}
+    for kind in ("reference", "blank", "broken"):
+        base = tmp_path_factory.mktemp(f"gradescope-{kind}")
+        upload = _upload(kind, reference_run, base / "submission")
+        (base / "results").mkdir()
+        cmd = [bwrap, "--dev-bind", "/", "/", "--tmpfs", "/autograder", "--ro-bind", str(ROOT), "/autograder/source",
+               "--bind", str(upload), "/autograder/submission", "--bind", str(base / "results"), "/autograder/results",
+               "--die-with-parent", "--", "/autograder/source/autograder/gradescope/run_autograder"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                             env={**os.environ, "GRADESCOPE_DATA": TEST_DATA})
+        assert res.returncode == 0, res.stderr[-2000:]
+        docs[kind] = json.loads((base / "results" / "results.json").read_text())
+    return docs
+
+
+def test_run_autograder_grades_in_gradescopes_layout(gradescope_runs):
+    auto = sum(pts for _, gid, pts in grade_cells() if not gid.startswith("answer_"))
+    for doc in gradescope_runs.values():
+        _valid(doc)
+        assert [t["name"] for t in doc["tests"]] == [f"{nb}: {gid}" for nb, gid, _ in grade_cells()]
+    ref = gradescope_runs["reference"]
+    assert ref["score"] == auto and "status: ok" in ref["output"], ref["output"]
+    assert {row["name"] for row in ref["leaderboard"]} == {p.title for p in PARTS}
+    assert gradescope_runs["blank"]["score"] == 0 and not gradescope_runs["blank"]["leaderboard"]
+    broken = gradescope_runs["broken"]
+    assert "SyntaxError" in broken["output"] and broken["score"] < auto / 2, broken["output"]

@@ -52,7 +52,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("/autograder"))
     parser.add_argument("--data", default="synthetic")
-    parser.add_argument("--accuracy-timeout", type=float, default=600)
+    parser.add_argument("--accuracy-timeout", type=float, default=None,
+                        help="seconds for the accuracy measurement (default: --time-factor x the reference's)")
+    parser.add_argument("--time-factor", type=float, default=10.0,
+                        help="time limits as a multiple of the reference's grading time (autograder/timing.json)")
     parser.add_argument("--cell-timeout", type=int, default=120)
     args = parser.parse_args(argv)
     results_dir = args.root / "results"
@@ -65,7 +68,8 @@ def main(argv=None) -> int:
             subs.mkdir()
             shutil.copytree(args.root / "submission", subs / "student", symlinks=True)
             results = grading.grade(subs, Path(tmp) / "out", args.data, cell_timeout=args.cell_timeout,
-                                    accuracy_timeout=args.accuracy_timeout, progress=False, regrade=True)
+                                    accuracy_timeout=args.accuracy_timeout, progress=False, regrade=True,
+                                    time_factor=args.time_factor)
             doc = results_json(results[0], grading.grade_cells(), grading.PARTS)
     except Exception as err:  # a clear result on every failure
         doc = failure_json(str(err).splitlines()[0] if str(err) else type(err).__name__)
