@@ -14,11 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
 from autograder import grade as grading
-from autograder import thresholds
+from autograder import thresholds, timing
 from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, SOLUTIONS, nbgrader_env
 from autograder.parts import PARTS
 from genrekit import checkpoint
@@ -42,6 +43,8 @@ def _graded_cells() -> tuple[dict, dict]:
 
 ALL_AUTO, MANUAL = _graded_cells()
 ACCURACY_TESTS = {p.cell: ALL_AUTO[p.cell] for p in PARTS}
+STUCK = "2_segments"  # stuck_lane's notebook that never finishes (1_baseline is graded in the other lane)
+ACCURACY_TIMEOUT = 90  # seconds per measurement in the batch (3 submissions share 2 cores)
 CODE_TESTS = {t: pts for t, pts in ALL_AUTO.items() if t not in ACCURACY_TESTS}
 PART3_CODE = {t for t in CODE_TESTS if t.startswith(("test_add_noise", "test_time_", "test_augment_set"))}
 
@@ -53,7 +56,10 @@ WRONG_AXIS = ("genre/models.py", "return self.blocks(self.input_bn(x)).mean(dim=
               "return self.blocks(self.input_bn(x)).mean(dim=(1, 3))")
 SYNTAX_ERROR = ("genre/features.py", "def log_mel(y: np.ndarray, sr: int = config.SAMPLE_RATE) -> np.ndarray:",
                 "def log_mel(y: np.ndarray, sr: int = config.SAMPLE_RATE) -> np.ndarray")
-ENDLESS = ("genre/features.py", "    mel_power = librosa.feature.melspectrogram(", "    while True:\n        pass\n    mel_power = librosa.feature.melspectrogram(")
+# an endless loop that waits rather than spins: the grader's time limits are what is tested, and CI's
+# two cores stay free for the other submissions
+ENDLESS = ("genre/features.py", "    mel_power = librosa.feature.melspectrogram(",
+           "    while True:\n        __import__('time').sleep(0.05)\n    mel_power = librosa.feature.melspectrogram(")
 # part 2
 OFF_BY_ONE = ("genre/segments.py", "starts = range(0, frames - seg_frames + 1, hop_frames)",
               "starts = range(0, frames - seg_frames, hop_frames) or [0]")
@@ -152,6 +158,17 @@ def batch(trained, tmp_path_factory):
     _submission(subs, "bad_checkpoints", ckpts=bad)
     _submission(subs, "syntax_error", edits=(SYNTAX_ERROR,), ckpts=trained)
     _submission(subs, "endless_loop", edits=(ENDLESS,), ckpts=trained)
+    # two notebooks, one of which never finishes (its kernel ignores interrupts): its lane is stopped at
+    # the limit derived from the reference's grading time, the other lane's notebook keeps its points
+    _submission(subs, "stuck_lane", ckpts=trained)
+    for nb in (subs / "stuck_lane" / ASSIGNMENT).glob("*.ipynb"):
+        if nb.stem not in ("1_baseline", STUCK):
+            nb.unlink()
+    nb_path = subs / "stuck_lane" / ASSIGNMENT / f"{STUCK}.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                                 "time.sleep(10**6)"))
+    nbformat.write(nb, nb_path)
     # the blank student version, plus its own "grader" that would forge every result if imported
     _submission(subs, "blank", solved=False)
     fake = subs / "blank" / ASSIGNMENT / "autograder"
@@ -162,7 +179,9 @@ def batch(trained, tmp_path_factory):
     (fake / "checks" / "part1.py").write_text("def __getattr__(name):\n    return lambda *a, **k: None\n")
     (subs / "blank" / ASSIGNMENT / "sitecustomize.py").write_text("print('imported')\n")
     out = tmp_path_factory.mktemp("grades")
-    results = grading.grade(subs, out, TEST_DATA, jobs=2, cell_timeout=20, accuracy_timeout=50, progress=False)
+    # 3 at once: the stuck and the endless submissions mostly wait, the others use the two cores meanwhile
+    results = grading.grade(subs, out, TEST_DATA, jobs=3, cell_timeout=20, accuracy_timeout=ACCURACY_TIMEOUT,
+                            progress=False)
     return {r.student: r for r in results}, out
 
 
@@ -261,7 +280,7 @@ def test_bad_checkpoints_lose_exactly_their_accuracy_points(batch):
     # part 3's notebook imports genre.augment before genre.features: the student's effects still score;
     # the part 4 MLP is measured without the front end (pooled musicnn rows): its accuracy still counts
     ("syntax_error", set(ALL_AUTO) - PART3_CODE - {"test_accuracy_mlp"}, "SyntaxError"),
-    ("endless_loop", {"test_log_mel_shape", "test_log_mel_db", *ACCURACY_TESTS}, "longer than 50 s"),
+    ("endless_loop", {"test_log_mel_shape", "test_log_mel_db", *ACCURACY_TESTS}, f"longer than {ACCURACY_TIMEOUT} s"),
 ])
 def test_broken_submissions_get_a_row_that_says_why(batch, student, lost, reason):
     results, _ = batch
@@ -289,6 +308,18 @@ def test_outputs_csv_gradebook_feedback(batch):
     assert "_reference_log_mel" not in html and "melspectrogram(" not in html, "hidden check code leaked"
     summary = (out / "feedback" / "bad_checkpoints" / ASSIGNMENT / "summary.txt").read_text()
     assert "Test accuracy measured by the grader" in summary and "0 of 5 points" in summary
+
+
+def test_a_lane_out_of_time_costs_only_its_notebooks(batch):
+    """The time limit of a lane is derived from the reference's own grading time (timing.json)."""
+    results, _ = batch
+    r = results["stuck_lane"]
+    limit = timing.load().autograde([STUCK])
+    assert f"autograde of {STUCK}: nbgrader autograde took longer than {limit:.0f} s" in r.status, r.status
+    assert limit < 300, "a stuck notebook costs minutes, not a quarter of an hour"
+    baseline = {gid: pts for nb, gid, pts in grading.grade_cells() if nb == "1_baseline" and not gid.startswith("answer_")}
+    assert {g: r.scores[g] for g in baseline} == baseline, "the notebook in the other lane keeps every point"
+    assert not any(r.scores[g] for nb, g, _ in grading.grade_cells() if nb == STUCK and g not in ACCURACY_TESTS)
 
 
 def test_every_lane_is_published_and_no_scratch_copy_is_left(batch):

@@ -1,7 +1,8 @@
 """The Gradescope bundle: results.json follows the autograder specification's fields; every failure
 still writes one; autograder.zip has setup.sh and run_autograder at its root and no local data; and
 run_autograder grades in Gradescope's own layout (/autograder/source, /autograder/submission,
-/autograder/results, reproduced with bubblewrap) the reference, the blank release and a broken one."""
+/autograder/results, reproduced with bubblewrap) the reference, the blank release and a broken upload
+(the package without its notebooks)."""
 
 import json
 import os
@@ -64,15 +65,15 @@ def test_bundle_layout(tmp_path):
 def _upload(kind: str, reference_run, dest):
     """What a student uploads to Gradescope: the assignment folder's content at the top (the released
     notebooks; for the reference, the solved package and the trained checkpoints)."""
+    if kind == "broken":  # the wrong upload: the package without its notebooks
+        shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT / "genre", dest / "genre")
+        return dest
     shutil.copytree(ASSIGNMENT_DIR / ASSIGNMENT, dest)
-    if kind == "blank":
+    if kind != "reference":
         return dest
     for py in (SOLUTIONS / ASSIGNMENT / "genre").glob("*.py"):
         shutil.copy2(py, dest / "genre" / py.name)
     shutil.copytree(reference_run / "checkpoints", dest / "checkpoints", ignore=shutil.ignore_patterns("*.png"))
-    if kind == "broken":  # a syntax error in the front end
-        features = dest / "genre" / "features.py"
-        features.write_text(features.read_text().replace("def log_mel(", "def log_mel((", 1))
     return dest
 
 
@@ -84,17 +85,20 @@ def gradescope_runs(reference_run, tmp_path_factory):
     bwrap = sandboxing.bwrap_path()
     if bwrap is None:
         pytest.skip(sandboxing.INSTALL_HINT)
-    docs = {}
-    for kind in ("reference", "blank", "broken"):
+    runs = {}
+    for kind in ("reference", "blank", "broken"):  # three uploads graded at once, as Gradescope would
         base = tmp_path_factory.mktemp(f"gradescope-{kind}")
         upload = _upload(kind, reference_run, base / "submission")
         (base / "results").mkdir()
         cmd = [bwrap, "--dev-bind", "/", "/", "--tmpfs", "/autograder", "--ro-bind", str(ROOT), "/autograder/source",
                "--bind", str(upload), "/autograder/submission", "--bind", str(base / "results"), "/autograder/results",
                "--die-with-parent", "--", "/autograder/source/autograder/gradescope/run_autograder"]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                             env={**os.environ, "GRADESCOPE_DATA": TEST_DATA})
-        assert res.returncode == 0, res.stderr[-2000:]
+        runs[kind] = (base, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                             env={**os.environ, "GRADESCOPE_DATA": TEST_DATA}))
+    docs = {}
+    for kind, (base, proc) in runs.items():
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-2000:]
         docs[kind] = json.loads((base / "results" / "results.json").read_text())
     return docs
 
@@ -109,4 +113,4 @@ def test_run_autograder_grades_in_gradescopes_layout(gradescope_runs):
     assert {row["name"] for row in ref["leaderboard"]} == {p.title for p in PARTS}
     assert gradescope_runs["blank"]["score"] == 0 and not gradescope_runs["blank"]["leaderboard"]
     broken = gradescope_runs["broken"]
-    assert "SyntaxError" in broken["output"] and broken["score"] < auto / 2, broken["output"]
+    assert "no notebook found" in broken["output"] and broken["score"] == 0, broken["output"]

@@ -79,3 +79,30 @@ def test_a_lane_sees_its_notebooks_and_the_students_files_as_links(tmp_path):
     assert sorted(p.relative_to(view).as_posix() for p in view.rglob("*") if p.is_file()) == \
         ["2_b.ipynb", "genre/features.py"]
     assert os.path.samefile(view / "genre" / "features.py", sub / "genre" / "features.py"), "a link, not a copy"
+
+
+# --- the held-out verdict (grade --heldout) ----------------------------------------------------------
+
+LIM = {"pass": 0.6, "floor": 0.35, "heldout_gap": 0.15}
+
+
+def _verdict(held_acc, public_acc):
+    held, public = {"accuracy": held_acc}, {"accuracy": public_acc}
+    result = grading.Result("s")
+    pts, comment = grading.score_accuracy({**held, "dataset": "d", "n": 10}, LIM, 5.0)
+    pts, comment = grading.heldout_verdict(held, public, LIM, pts, comment, result)
+    return held, pts, comment, result
+
+
+def test_points_come_from_the_held_out_set_with_the_public_accuracy_beside_it():
+    held, pts, comment, result = _verdict(0.70, 0.75)
+    assert pts == 5.0 and "Public test accuracy 0.750 (held-out set 0.700)" in comment
+    assert held["public_accuracy"] == 0.75 and "flag" not in held and not result.problems
+    _, pts, _, _ = _verdict(0.40, 0.50)  # a weak model: the held-out accuracy sets the points
+    assert pts == 1.0
+
+
+def test_a_gap_beyond_the_spread_is_flagged_for_the_instructor():
+    held, pts, _, result = _verdict(0.45, 0.95)   # memorised the public test set
+    assert pts == 2.0, "points still from the held-out accuracy"
+    assert "trained on the test set?" in held["flag"] and result.problems[0].startswith("instructor: public test")
