@@ -276,30 +276,25 @@ def _cells_with(nb_path: Path):
         return []
 
 
-def breaches(autograded: Path, limits: sandboxing.Limits) -> list[str]:
-    """Limits a notebook's cells ran into, named with the cell ("memory limit 4 GB exceeded in 1_baseline cell 7")."""
+def cell_problems(autograded: Path, limits: sandboxing.Limits | None) -> list[str]:
+    """What a notebook's cells ran into, named with the cell, in one pass over each notebook: limits
+    (``limits``: the sandbox's, "memory limit 4 GB exceeded in 1_baseline cell 7") and a kernel that
+    ended (os._exit, a crash)."""
+    from autograder.nbexec import kernel_deaths
     found = []
     for nb_path in sorted(autograded.glob("*.ipynb")):
         if not nb_path.is_file() or nb_path.is_symlink():
             continue
-        for i, cell in enumerate(_cells_with(nb_path)):
+        cells = _cells_with(nb_path)
+        for i, cell in enumerate(cells if limits else ()):
             text = " ".join(f"{o.get('ename', '')} {o.get('evalue', '')} {o.get('text', '')}"[:4000]
                             for o in cell.get("outputs", []) if o.get("output_type") in ("error", "stream"))
             for pattern, kind in BREACHES:
                 if pattern.search(text):
                     found.append(f"{limits.describe(kind)} exceeded in {nb_path.stem} cell {i + 1}")
                     break
-    return found
-
-
-def ended_kernels(autograded: Path) -> list[str]:
-    """Notebooks whose kernel ended in a cell (os._exit, a crash): named with the cell."""
-    from autograder.nbexec import kernel_deaths
-    found = []
-    for nb_path in sorted(autograded.glob("*.ipynb")):
-        if nb_path.is_file() and not nb_path.is_symlink():
-            found += [f"the kernel ended in {nb_path.stem} cell {i + 1} (os._exit, a crash or a limit): the cells "
-                      f"after it did not run" for i in kernel_deaths(_cells_with(nb_path))]
+        found += [f"the kernel ended in {nb_path.stem} cell {i + 1} (os._exit, a crash or a limit): the cells "
+                  f"after it did not run" for i in kernel_deaths(cells)]
     return found
 
 
@@ -497,9 +492,7 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
             autograded = lane.course / "autograded" / student / ASSIGNMENT
             if lane.error:
                 result.problems.append(f"autograde of {', '.join(lane.notebooks)}: {lane.error}")
-            if sandbox:
-                result.problems += breaches(autograded, sandbox.limits)
-            result.problems += ended_kernels(autograded)
+            result.problems += cell_problems(autograded, sandbox.limits if sandbox else None)
             if lane.error is None:
                 scores, _ = _scores_from_db(lane.course / "gradebook.db", student)
                 mine = {gid for nb, gid, _ in grade_cells() if nb in lane.notebooks}
