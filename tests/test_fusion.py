@@ -146,6 +146,32 @@ def visible_fusion_freeze(FusionNet):
     assert fnet.cnn.training and all(p.requires_grad for p in fnet.cnn.parameters()), "freeze_cnn(False) should undo it"
 
 
+def visible_fusion_cnn_dropout(FusionNet):
+    """FusionNet(cnn_dropout=p): in train mode each example loses its whole CNN embedding with probability p."""
+    torch.manual_seed(0)
+    fnet = FusionNet(cnn_kwargs={}, musicnn_dim=1506, dropout=0.0, cnn_dropout=0.5).fit_normalization(torch.randn(10, 1506))
+    x_mel, emb = torch.randn(64, 1, 96, 40), torch.randn(64, 1506)
+    with torch.no_grad():
+        fnet.eval()
+        kept = fnet(x_mel, emb)                       # test time: every example keeps its CNN embedding
+        fnet.cnn.embed = lambda x: torch.zeros(len(x), fnet.cnn.embedding_dim)
+        dropped = fnet(x_mel, emb)                    # the same examples with no CNN information
+        del fnet.cnn.embed                            # back to the CNN's own embed
+        fnet.train()
+        fnet.cnn.eval()   # the CNN's batch norms as at test time, so that the rows can be compared
+        out = fnet(x_mel, emb)
+    is_kept = torch.isclose(out, kept, atol=1e-5).all(dim=1)
+    is_dropped = torch.isclose(out, dropped, atol=1e-5).all(dim=1)
+    assert (is_kept | is_dropped).all(), \
+        "each example should keep its CNN embedding unchanged or lose all of it (one draw per example, no rescaling)"
+    matters = ~torch.isclose(kept, dropped, atol=1e-5).all(dim=1)   # examples whose logits depend on the CNN branch
+    if matters.any():                                               # (none: test_fusion_branches says why)
+        share = float(is_dropped[matters].float().mean())
+        assert 0.25 <= share <= 0.75, f"cnn_dropout=0.5 dropped {share:.0%} of the examples: expected about half"
+    with torch.no_grad():
+        assert torch.allclose(fnet.eval()(x_mel, emb), kept), "in eval mode cnn_dropout must do nothing"
+
+
 def visible_neighbours_ranking(nearest_neighbours):
     """nearest_neighbours: cosine similarity, most similar first, equal similarities by lower index."""
     emb = np.array([[1., 0.], [10., 1.], [0., 1.], [1., 1.], [-1., 0.]])
@@ -204,6 +230,7 @@ CELLS = {
     "fusion_normalisation": (visible_fusion_normalisation, ("FusionNet", "Standardize"),
                              [(part4.check_fusion_normalisation, "FusionNet")]),
     "fusion_freeze": (visible_fusion_freeze, ("FusionNet",), [(part4.check_fusion_freeze, "FusionNet")]),
+    "fusion_cnn_dropout": (visible_fusion_cnn_dropout, ("FusionNet",), [(part4.check_fusion_cnn_dropout, "FusionNet")]),
     "neighbours_ranking": (visible_neighbours_ranking, ("nearest_neighbours",),
                            [(part4.check_neighbours_ranking, "nearest_neighbours")]),
     "neighbours_query": (visible_neighbours_query, ("nearest_neighbours",),
@@ -318,8 +345,9 @@ def with_standardize(std_cls) -> dict:
             self.norm = std_cls(in_dim)
 
     class Fusion(fusion.FusionNet):
-        def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5):
-            super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout)
+        def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5,
+                     cnn_dropout=0.0):
+            super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout)
             self.emb_norm = std_cls(musicnn_dim)
 
     return dict(Standardize=std_cls, EmbeddingMLP=MLP, FusionNet=Fusion)
@@ -335,10 +363,17 @@ class MLPNoNorm(fusion.EmbeddingMLP):
         return self.classifier(self.dropout(torch.relu(self.fc(x))))
 
 
+def branch_dropout(model, cnn_emb):
+    """The contract's cnn_dropout, for wrong answers whose mistake is elsewhere in forward."""
+    if model.training and model.cnn_dropout > 0:
+        return cnn_emb * (torch.rand(len(cnn_emb), 1) >= model.cnn_dropout).float()
+    return cnn_emb
+
+
 class FusionDropCNN(fusion.FusionNet):
     """Only the musicnn branch reaches the head."""
-    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5):
-        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout)
+    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0):
+        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout)
         self.head = nn.Sequential(nn.Linear(musicnn_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
     def forward(self, x_mel, emb):
@@ -347,23 +382,23 @@ class FusionDropCNN(fusion.FusionNet):
 
 class FusionDropMusicnn(fusion.FusionNet):
     """Only the CNN branch reaches the head."""
-    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5):
-        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout)
+    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0):
+        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout)
         c = self.cnn.embedding_dim
         self.head = nn.Sequential(nn.Linear(c, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
     def forward(self, x_mel, emb):
-        return self.head(self.cnn_norm(self.cnn.embed(x_mel)))
+        return self.head(branch_dropout(self, self.cnn_norm(self.cnn.embed(x_mel))))
 
 
 class FusionRawCNN(fusion.FusionNet):
     def forward(self, x_mel, emb):
-        return self.head(torch.cat([self.cnn.embed(x_mel), self.emb_norm(emb)], dim=1))
+        return self.head(torch.cat([branch_dropout(self, self.cnn.embed(x_mel)), self.emb_norm(emb)], dim=1))
 
 
 class FusionRawMusicnn(fusion.FusionNet):
     def forward(self, x_mel, emb):
-        return self.head(torch.cat([self.cnn_norm(self.cnn.embed(x_mel)), emb], dim=1))
+        return self.head(torch.cat([branch_dropout(self, self.cnn_norm(self.cnn.embed(x_mel))), emb], dim=1))
 
 
 class FusionFreezeNoEval(fusion.FusionNet):
@@ -372,6 +407,36 @@ class FusionFreezeNoEval(fusion.FusionNet):
         for p in self.cnn.parameters():
             p.requires_grad_(not flag)
         return self
+
+
+class FusionDropoutPerValue(fusion.FusionNet):
+    """nn.Dropout on the CNN embedding: per value, rescaled."""
+    def forward(self, x_mel, emb):
+        c = F.dropout(self.cnn_norm(self.cnn.embed(x_mel)), self.cnn_dropout, self.training)
+        return self.head(torch.cat([c, self.emb_norm(emb)], dim=1))
+
+
+class FusionDropoutRescaled(fusion.FusionNet):
+    """One draw per example, but the kept embeddings scaled by 1 / (1 - p)."""
+    def forward(self, x_mel, emb):
+        c = branch_dropout(self, self.cnn_norm(self.cnn.embed(x_mel)))
+        if self.training:
+            c = c / (1 - self.cnn_dropout)
+        return self.head(torch.cat([c, self.emb_norm(emb)], dim=1))
+
+
+class FusionDropoutAlways(fusion.FusionNet):
+    """Drops in eval mode too."""
+    def forward(self, x_mel, emb):
+        c = self.cnn_norm(self.cnn.embed(x_mel))
+        c = c * (torch.rand(len(c), 1) >= self.cnn_dropout).float()
+        return self.head(torch.cat([c, self.emb_norm(emb)], dim=1))
+
+
+class FusionDropoutIgnored(fusion.FusionNet):
+    """Accepts cnn_dropout and never uses it."""
+    def forward(self, x_mel, emb):
+        return self.head(torch.cat([self.cnn_norm(self.cnn.embed(x_mel)), self.emb_norm(emb)], dim=1))
 
 
 def _cosine(emb):
@@ -451,6 +516,14 @@ WRONG = {
                                                    {"visible:fusion_normalisation", "check_fusion_normalisation"}),
     "fusion: frozen CNN left in train mode": (dict(FusionNet=FusionFreezeNoEval),
                                              {"visible:fusion_freeze", "check_fusion_freeze"}),
+    "fusion: cnn_dropout per value": (dict(FusionNet=FusionDropoutPerValue),
+                                      {"visible:fusion_cnn_dropout", "check_fusion_cnn_dropout"}),
+    "fusion: cnn_dropout rescaled": (dict(FusionNet=FusionDropoutRescaled),
+                                     {"visible:fusion_cnn_dropout", "check_fusion_cnn_dropout"}),
+    "fusion: cnn_dropout in eval mode too": (dict(FusionNet=FusionDropoutAlways),
+                                             {"visible:fusion_cnn_dropout", "check_fusion_cnn_dropout"}),
+    "fusion: cnn_dropout ignored": (dict(FusionNet=FusionDropoutIgnored),
+                                    {"visible:fusion_cnn_dropout", "check_fusion_cnn_dropout"}),
     "neighbours: dot product": (dict(nearest_neighbours=neighbours_dot),
                                 {"visible:neighbours_ranking", "check_neighbours_ranking"}),
     "neighbours: ties to the higher index": (dict(nearest_neighbours=neighbours_ties_high),
@@ -500,15 +573,15 @@ class MLPFunctional(fusion.EmbeddingMLP):
 
 class FusionReordered(fusion.FusionNet):
     """[musicnn, CNN] order, a hand-written layer norm, nn.Module.requires_grad_ for freezing."""
-    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5):
-        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout)
+    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0):
+        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout)
         self.head[0] = nn.Linear(musicnn_dim + self.cnn.embedding_dim, hidden)
 
     def forward(self, x_mel, emb):
         e = self.cnn.embed(x_mel)
         mu, var = e.mean(1, keepdim=True), e.var(1, unbiased=False, keepdim=True)
         e = (e - mu) / torch.sqrt(var + self.cnn_norm.eps) * self.cnn_norm.weight + self.cnn_norm.bias
-        return self.head(torch.cat([self.emb_norm(emb), e], dim=1))
+        return self.head(torch.cat([self.emb_norm(emb), branch_dropout(self, e)], dim=1))
 
     def freeze_cnn(self, flag=True):
         self.cnn.requires_grad_(not flag)
@@ -714,6 +787,7 @@ def test_student_version_imports_and_every_check_fails_on_the_stubs(tmp_path):
                   (part4.check_standardize_constant_feature, "Standardize"), (part4.check_mlp_forward, "EmbeddingMLP"),
                   (part4.check_fusion_forward, "FusionNet"), (part4.check_fusion_both_branches, "FusionNet"),
                   (part4.check_fusion_normalisation, "FusionNet"), (part4.check_fusion_freeze, "FusionNet"),
+                  (part4.check_fusion_cnn_dropout, "FusionNet"),
                   (part4.check_neighbours_ranking, "nearest_neighbours"),
                   (part4.check_neighbours_query_left_out, "nearest_neighbours"),
                   (part4.check_precision_at_k, "precision_at_k"), (part4.check_map_at_k, "map_at_k")]
@@ -730,4 +804,4 @@ def test_student_version_imports_and_every_check_fails_on_the_stubs(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "stubs fail 13" in proc.stdout
+    assert "stubs fail 14" in proc.stdout

@@ -305,6 +305,44 @@ def check_fusion_freeze(fusion_cls) -> None:
     assert model.cnn.training, "after freeze_cnn(False), model.train() should put the CNN branch in train mode again"
 
 
+@hidden
+def check_fusion_cnn_dropout(fusion_cls) -> None:
+    p, n, dim = 0.3, 400, 5
+    torch.manual_seed(61)
+    model = fusion_cls(cnn_kwargs={"channels": (4, 4, 8, 8), "n_classes": 3}, musicnn_dim=dim, n_classes=4,
+                       hidden=10, dropout=0.0, cnn_dropout=p)
+    assert float(getattr(model, "cnn_dropout", -1)) == p, "FusionNet should store its cnn_dropout argument as self.cnn_dropout"
+    rows = _embeddings(n, dim, seed=62)
+    model.emb_norm = _ReferenceStandardize(rows.mean(0), rows.std(0))  # independent of the student's Standardize
+    x, e = _mel(n, 24, 63), torch.from_numpy(rows)
+    embed = model.cnn.embed
+    with torch.no_grad():
+        model.eval()
+        kept = _array(model(x, e))                        # what every row must be at test time
+        model.cnn.embed = lambda x_mel: torch.zeros(len(x_mel), model.cnn.embedding_dim)
+        dropped = _array(model(x, e))                     # the same rows with no CNN information
+        model.cnn.embed = embed
+        model.train()
+        model.cnn.eval()                                  # batch norms as at test time: rows stay comparable
+        torch.manual_seed(64)
+        out = _array(model(x, e))
+        model.eval()
+        again = _array(model(x, e))
+    assert _close(again, kept), "in eval mode cnn_dropout must do nothing (drop only while self.training)"
+    assert out.shape == kept.shape, f"FusionNet in train mode: expected logits {kept.shape}, got {out.shape}"
+    is_kept = np.isclose(out, kept, atol=1e-4, rtol=1e-4).all(axis=1)
+    is_dropped = np.isclose(out, dropped, atol=1e-4, rtol=1e-4).all(axis=1)
+    assert (is_kept | is_dropped).all(), (
+        "with cnn_dropout in train mode every example should either keep its normalised CNN embedding unchanged "
+        "or have all of it replaced by zeros (one draw per example, not per value, and no 1 / (1 - p) rescaling)")
+    matters = ~np.isclose(kept, dropped, atol=1e-4, rtol=1e-4).all(axis=1)  # rows the CNN branch reaches
+    if matters.sum() < n // 2:  # the CNN branch is missing: check_fusion_both_branches says so
+        return
+    share = float(is_dropped[matters].mean())
+    assert abs(share - p) < 0.1, \
+        f"cnn_dropout={p}: {share:.0%} of the examples lost their CNN embedding; expected about {p:.0%}, one draw per example"
+
+
 # --- retrieval --------------------------------------------------------------------------------------
 
 def _ranking(sim: np.ndarray) -> np.ndarray:

@@ -171,14 +171,25 @@ class FusionNet(nn.Module):
         n_classes: number of genres (default config.NUM_CLASSES = 8).
         hidden: hidden units of the head (default 100).
         dropout: dropout probability in the head (default 0.5).
+        cnn_dropout: branch dropout of the CNN embedding, 0 <= cnn_dropout < 1 (default 0: off). In train
+            mode each example's normalised CNN embedding is replaced by zeros with this probability (one
+            draw per example, the same for all its C values, NOT rescaled by 1 / (1 - p)), so the head
+            also learns to classify from musicnn alone. In eval mode it does nothing.
 
     Layers (attributes; C = cnn.embedding_dim, 64 by default, M = musicnn_dim)::
 
         cnn       BaselineCNN(**cnn_kwargs): cnn.embed(x_mel)     (B, C)   (its own classifier is unused)
         cnn_norm  LayerNorm(C)                                     (B, C)
+                  train mode: each row zeroed with probability cnn_dropout
         emb_norm  Standardize(M), fitted on the training set       (B, M)
                   concatenation [cnn_norm(...), emb_norm(...)]     (B, C + M)
         head      Sequential(Linear(C + M -> hidden), ReLU, Dropout(dropout), Linear(hidden -> n_classes))
+
+    Why branch dropout: a CNN branch trained on the very segments the head is trained on embeds them far
+    better than it will embed new clips, so the head learns to trust it more than it deserves; dropping
+    it for a random half of the examples makes the head use the musicnn evidence as well ("modality
+    dropout"). Not rescaling keeps the kept embeddings exactly as they will be at test time; zero is
+    the mean of a LayerNorm output, i.e. "no information from this branch".
 
     Why LayerNorm on the CNN branch: while the CNN trains its embedding keeps changing scale, so
     statistics fitted once would go stale; LayerNorm normalises each embedding on its own (no running
@@ -198,10 +209,13 @@ class FusionNet(nn.Module):
     """
 
     def __init__(self, cnn_kwargs: dict, musicnn_dim: int, n_classes: int = config.NUM_CLASSES,
-                 hidden: int = 100, dropout: float = 0.5):
+                 hidden: int = 100, dropout: float = 0.5, cnn_dropout: float = 0.0):
         super().__init__()
+        if not 0.0 <= float(cnn_dropout) < 1.0:
+            raise ValueError(f"FusionNet: cnn_dropout must be in [0, 1), got {cnn_dropout}")
         self.cnn = BaselineCNN(**dict(cnn_kwargs or {}))
         self.cnn_frozen = False
+        self.cnn_dropout = float(cnn_dropout)
         ### BEGIN SOLUTION
         cnn_dim = self.cnn.embedding_dim
         self.cnn_norm = nn.LayerNorm(cnn_dim)
@@ -237,6 +251,10 @@ class FusionNet(nn.Module):
 
     def forward(self, x_mel: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         ### BEGIN SOLUTION
-        fused = torch.cat([self.cnn_norm(self.cnn.embed(x_mel)), self.emb_norm(emb)], dim=1)  # (B, C + M)
+        cnn_emb = self.cnn_norm(self.cnn.embed(x_mel))                                         # (B, C)
+        if self.training and self.cnn_dropout > 0:
+            keep = torch.rand(cnn_emb.shape[0], 1, device=cnn_emb.device) >= self.cnn_dropout  # (B, 1)
+            cnn_emb = cnn_emb * keep.to(cnn_emb.dtype)
+        fused = torch.cat([cnn_emb, self.emb_norm(emb)], dim=1)                                # (B, C + M)
         return self.head(fused)
         ### END SOLUTION
