@@ -128,6 +128,43 @@ def test_batch_independence():
         assert relative(batch[2], musicnn.embed(c, layer=layer)) <= 1e-6, layer
 
 
+def test_worker_threads_change_nothing_but_speed():
+    """On the CPU the patches run on one-thread workers: the rows equal those computed on the calling
+    thread alone, the caller keeps its torch thread count, and NumPy's BLAS threads are restored after
+    the log-mel."""
+    import torch
+    from threadpoolctl import threadpool_info
+    clip = loud(9.5)
+    def blas_threads():
+        return {p["filepath"]: p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+    musicnn.embed(clip)                  # loads every library the embedding uses
+    blas_before = blas_threads()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        on_workers = musicnn.embed(clip)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)  # no workers: the calling thread computes every patch
+        inline = musicnn.embed(clip)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(on_workers, inline)
+    assert blas_threads() == blas_before
+
+
+def test_timbral_chunks_change_nothing(monkeypatch):
+    """The timbral filters' max over mel positions, taken a chunk of positions at a time, equals the
+    max over all positions at once (the same convolution outputs, compared in another order)."""
+    import torch
+    block = musicnn.network().net.frontend.timbral[1]
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 1, musicnn.N_MELS, 60)).astype(np.float32))
+    with torch.inference_mode():
+        chunked = block(x)
+        monkeypatch.setitem(musicnn.BAND_CHUNK, "cpu", 10**6)
+        whole = block(x)
+    assert torch.equal(chunked, whole)
+
+
 def test_short_clips_are_repeat_padded():
     """A clip shorter than one patch gives one row: its log-mel frames repeated to fill the patch."""
     y = tone(1.0, freq=440)                                   # 63 frames, a patch needs 187
