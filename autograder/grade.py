@@ -66,6 +66,8 @@ ZIP_MAX_RATIO = 200          # uncompressed / compressed size of one member (abo
 FEEDBACK_OUTPUT_CHARS = 2_000  # of each output of a student's cell kept in the feedback
 LANES = 2                # parallel autograde runs per submission (their notebooks split by reference time)
 KERNEL_START = 2.0       # seconds a notebook's kernel takes to start and stop (for splitting notebooks)
+HELDOUT_SUFFIX = " (held-out set)"  # the dataset name shown for accuracies measured on the held-out set
+PROBES_TIMEOUT = 300.0   # seconds for the hidden checks' probes of one submission (at least the accuracy's limit)
 UNSANDBOXED = "graded WITHOUT sandbox (--no-sandbox): student code ran with the grader's rights"
 CSP = ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
        'style-src \'unsafe-inline\'">')
@@ -105,6 +107,54 @@ def grade_cells(source: Path = SOLUTIONS) -> tuple[tuple[str, str, float], ...]:
             if meta.get("grade"):
                 cells.append((nb_path.stem, meta["grade_id"], float(meta.get("points", 0))))
     return tuple(cells)
+
+
+HIDDEN_CALL = re.compile(r"\b(part\d+)\.(check_\w+)\(")
+
+
+@functools.lru_cache(maxsize=None)
+def cell_checks(source: Path = SOLUTIONS) -> dict[str, tuple[str, ...]]:
+    """grade_id -> the hidden checks its hidden block calls that the grader re-checks outside the
+    kernel (those written as probe and verdict, :mod:`autograder.checks.common`), read from the
+    source notebooks."""
+    import importlib
+
+    import nbformat
+
+    from autograder.checks import common
+    found = {}
+    for nb_path in sorted((source / ASSIGNMENT).glob("*.ipynb")):
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if not meta.get("grade") or "### BEGIN HIDDEN TESTS" not in cell.source:
+                continue
+            names = []
+            for module, fn in HIDDEN_CALL.findall(cell.source.split("### BEGIN HIDDEN TESTS", 1)[1]):
+                importlib.import_module(f"autograder.checks.{module}")
+                if f"{module}.{fn}" in common.CHECKS:
+                    names.append(f"{module}.{fn}")
+            if names:
+                found[meta["grade_id"]] = tuple(names)
+    return found
+
+
+def recheck(result: "Result", verdicts: dict, lane_of: dict, student: str) -> None:
+    """A test cell keeps its points only when the grader's own verdict on each of its hidden checks
+    agrees (probes run on the submitted package, verdicts in the grader's process). A cell that passed
+    in the kernel but not here scores 0, and the row says so: the student's code rebound a check, or
+    their notebook does not use their package."""
+    notebook_of = {gid: nb for nb, gid, _ in grade_cells()}
+    for gid, names in cell_checks().items():
+        failed = [(n, verdicts.get(n, "not checked")) for n in names if verdicts.get(n, "not checked") is not None]
+        if not failed or not result.scores.get(gid):
+            continue
+        name, reason = failed[0]
+        comment = f"Checked again by the grader outside your notebook: {reason}"
+        result.scores[gid] = 0.0
+        result.problems.append(f"{gid}: passed in the notebook, failed when the grader ran {name} itself ({reason})")
+        lane = lane_of.get(notebook_of[gid])
+        if lane is not None:
+            _set_score(lane.course / "gradebook.db", student, notebook_of[gid], gid, 0.0, comment)
 
 
 @functools.lru_cache(maxsize=None)
@@ -213,7 +263,7 @@ def score_accuracy(measured: dict, lim: dict, max_points: float) -> tuple[float,
     if measured.get("start_weights"):
         comment += f" Thresholds for finetuning from {measured['start_weights']} weights ({lim.get('key', '')})."
     trained_on = measured.get("checkpoint_dataset")
-    if trained_on and trained_on != measured["dataset"]:
+    if trained_on and trained_on != measured["dataset"].removesuffix(HELDOUT_SUFFIX):
         comment += f" Note: your checkpoint says it was trained on {trained_on}."
     return pts, comment
 
@@ -445,11 +495,17 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
         result.problems += [f"tampered: {t}" for t in tampering(dest)]
         known = {nb for nb, _, _ in grade_cells()}
         groups = notebook_lanes(sorted(p.stem for p in dest.glob("*.ipynb") if p.stem in known), lanes, times)
+        present = {nb for group in groups for nb in group}
+        checks = sorted({n for nb, gid, _ in grade_cells() if nb in present for n in cell_checks().get(gid, ())})
         part_ids = [p.id for p in PARTS]
         # accuracy is measured beside autograde (it reads the submitted files, autograde its own copies),
         # in a sandbox user of its own; each lane has one too
         measure_runner = sandbox.runner([], slot=slot + sandboxing.SLOTS, readable=[dest]) if sandbox else None
         acc_limit = accuracy_timeout or times.accuracy(float(tests.lengths.sum()) / SAMPLE_RATE)
+        # the hidden checks' probes: one more child beside them, a sandbox user of its own
+        probe_runner = sandbox.runner([], slot=slot + sandboxing.SLOTS * (2 + lanes), readable=[dest]) \
+            if sandbox else None
+        probe_limit = max(acc_limit, PROBES_TIMEOUT)
 
         def measure_all():
             t0 = time.perf_counter()
@@ -458,6 +514,14 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
                 measuring.measure(dest, part_ids, heldout, acc_limit, runner=measure_runner)
             result.phases["accuracy"] = round(time.perf_counter() - t0, 1)
             return on_test, on_heldout
+
+        def probe_all() -> dict:
+            if not checks:
+                return {}
+            t0 = time.perf_counter()
+            verdicts = measuring.measure(dest, [], tests, probe_limit, runner=probe_runner, checks=checks)["checks"]
+            result.phases["checks"] = round(time.perf_counter() - t0, 1)
+            return verdicts
 
         def autograde(i: int, notebooks: list[str]) -> Lane:
             lane = Lane(work / f"lane{i}", notebooks)
@@ -480,10 +544,11 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
                 lane.seconds = round(time.perf_counter() - t0, 1)
             return lane
 
-        with ThreadPoolExecutor(max_workers=len(groups) + 1) as pool:
-            measuring_job = pool.submit(measure_all)
+        with ThreadPoolExecutor(max_workers=len(groups) + 2) as pool:
+            measuring_job, probing_job = pool.submit(measure_all), pool.submit(probe_all)
             done = [job.result() for job in [pool.submit(autograde, i, g) for i, g in enumerate(groups)]]
             measured_all, heldout_all = measuring_job.result()
+            verdicts = probing_job.result()
         result.phases["autograde"] = max((lane.seconds for lane in done), default=0.0)
         result.scores = {gid: 0.0 for _, gid, _ in grade_cells()}   # missing notebooks and failed lanes: 0
         result.max_scores = {gid: pts for _, gid, pts in grade_cells()}
@@ -498,6 +563,7 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
                 mine = {gid for nb, gid, _ in grade_cells() if nb in lane.notebooks}
                 result.scores.update({gid: v for gid, v in scores.items() if gid in mine})
                 lane_of.update({nb: lane for nb in lane.notebooks})
+        recheck(result, verdicts, lane_of, student)
         public_all = None
         if heldout_all is not None:
             public_all, measured_all = measured_all, heldout_all
@@ -750,6 +816,7 @@ def heldout_tests(data_spec: str, private: Path) -> measuring.TestSet | None:
         build = {**synth.PRESETS[public.name], **cfg.get("build", {}), "seed": int(cfg["seed"])}
         synth.build(folder, progress=False, **build)
     tests = measuring.test_set(str(folder), workdir=private)
+    tests.spec = public.spec + HELDOUT_SUFFIX  # its own name holds the secret seed: never shown
     # provenance audits compare training sources with the clips of the dataset students trained on
     # (the held-out set reuses the same file names for other music)
     tests.held_out_ids = measuring.held_out_ids(data.open_dataset(data_spec))

@@ -19,10 +19,16 @@ Pipelines (:data:`PIPELINES`) are the ways of turning audio into clip probabilit
 one in :mod:`autograder.parts`. Several parts share a pipeline (parts 2 and 3 are both measured on
 segments with the student's aggregation).
 
+The same child also runs the **probes** of the hidden checks (:mod:`autograder.checks.common`) on the
+student's package, and the parent judges each probe's record with the check's verdict in its own
+process: the code-test points then do not depend on anything the student's code could rebind in
+their notebook's kernel.
+
 Request (standard input, ``.npz``): ``audio`` (all clips concatenated, float32), ``lengths`` (samples
-per clip) and ``request`` (JSON: the parts to measure). Response (standard output, ``.npz``): one array
-of probabilities (clips, classes) per part that worked, and ``facts`` (JSON: per part, what the
-checkpoint says, or ``{"error": one line}``).
+per clip) and ``request`` (JSON: the parts to measure, the checks to probe). Response (standard
+output, ``.npz``): one array of probabilities (clips, classes) per part that worked, ``facts`` (JSON:
+per part, what the checkpoint says, or ``{"error": one line}``) and ``check:NAME`` (each probe's
+encoded record).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import numpy as np
 
 from autograder import parts as parts_mod
 
-RESPONSE_LIMIT = 8 * 2**20  # bytes of the child's standard output kept (the response is a few KB)
+RESPONSE_LIMIT = 32 * 2**20  # bytes of the child's standard output kept (the response is a few hundred KB)
 # what the child's environment never gets: where the data, caches and labels live
 _REQUEST_LOCK = threading.Lock()  # submissions graded at once share one request file per set of parts
 HIDDEN_ENV = ("GENREKIT_DATA_DIR", "GENREKIT_CACHE_DIR", "GENRE_DATASET", "GENREKIT_WEIGHTS_DIR")
@@ -208,6 +214,68 @@ def run_child(submission: Path, request: dict, inputs: dict) -> tuple[dict, dict
     return results, facts
 
 
+PROBE_SECONDS = 60  # each check's probe (wall clock: generous on a loaded machine); an endless loop in one
+                    # function costs that function's checks only
+
+
+def _warm_up() -> None:
+    """librosa's compiled (numba) functions loaded before any probe's clock starts: compiling them cold
+    takes 10-40 s, which is the grader's cost, not the student's."""
+    import librosa
+    y = np.sin(np.arange(8192, dtype=np.float32) / 7)
+    librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050), ref=np.max)
+    librosa.effects.time_stretch(y, rate=1.1)
+
+
+def run_probes(submission: Path, names, seconds: float = PROBE_SECONDS, emit=None) -> dict[str, bytes]:
+    """The encoded record of each hidden check's probe on the student's package (a failure to import
+    the student's object, any error of their code, or a probe running past ``seconds`` is encoded as
+    that check's failure). ``emit(name, record)`` is called as each one is made (the child sends it
+    at once: a run cut short keeps the records made before)."""
+    import signal
+
+    from autograder.checks import common
+
+    def expired(signum, frame):
+        raise common.CheckTimeout(f"took longer than {seconds:g} s (an endless loop in your code?)")
+
+    records, broken = {}, {}  # broken: import path -> why it could not be imported (tried once)
+    hung = None               # an import of the student's package that ran out of time: no more tries
+    if names:
+        _warm_up()
+    previous = signal.signal(signal.SIGALRM, expired)
+    try:
+        for name in names:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            try:
+                check = common.get(name)
+                objects = []
+                for path in check.student:
+                    if hung:
+                        raise MeasureError(hung)
+                    if path not in broken:
+                        try:
+                            objects.append(student(path, submission))
+                            continue
+                        except common.CheckTimeout:
+                            hung = broken[path] = f"importing {path} took longer than {seconds:g} s"
+                        except BaseException as err:
+                            broken[path] = f"could not import {path}: {_first_line(err)}"
+                    raise MeasureError(broken[path])
+                with contextlib.redirect_stdout(io.StringIO()):
+                    records[name] = check.record(*objects)
+            except BaseException as err:
+                records[name] = common.encode({common.ERROR: str(err).splitlines()[0][:300]
+                                               if isinstance(err, MeasureError) else common.failure_message(err, name)})
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            if emit is not None:
+                emit(name, records[name])
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    return records
+
+
 def _training_sources(ckpt: dict):
     """The source clip id of every training example, as the checkpoint's provenance records it (None if absent)."""
     sources = ((ckpt.get("extra") or {}).get("augmentation") or {}).get("sources")
@@ -233,12 +301,34 @@ def child_main(argv=None) -> int:
             inputs["musicnn"] = np.split(req["musicnn"], np.cumsum(req["musicnn_rows"])[:-1])
     sys.path.insert(0, str(submission))
     os.chdir(submission)
-    results, facts = run_child(submission, request, inputs)
-    buf = io.BytesIO()
-    np.savez(buf, facts=np.frombuffer(json.dumps(facts).encode(), dtype=np.uint8), **results)
     with os.fdopen(result_fd, "wb") as out:
-        out.write(buf.getvalue())
+        # the checks' probes first (small inputs, seconds): their records reach the grader even when
+        # the accuracy measurement that follows runs out of time
+        run_probes(submission, request.get("checks", []), float(request.get("probe_seconds", PROBE_SECONDS)),
+                   emit=lambda name, raw: _write_frame(out, {f"check:{name}": np.frombuffer(raw, dtype=np.uint8)}))
+        results, facts = run_child(submission, request, inputs)
+        _write_frame(out, {"facts": np.frombuffer(json.dumps(facts).encode(), dtype=np.uint8), **results})
     return 0
+
+
+def _write_frame(out, arrays: dict) -> None:
+    """One frame of the response: its length (8 bytes, little-endian), then an ``.npz`` of ``arrays``."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    out.write(len(buf.getvalue()).to_bytes(8, "little") + buf.getvalue())
+    out.flush()
+
+
+def read_frames(raw: bytes) -> list[bytes]:
+    """The complete frames of a response, in order (a run cut short leaves the first ones)."""
+    frames, at = [], 0
+    while at + 8 <= len(raw):
+        size = int.from_bytes(raw[at:at + 8], "little")
+        if at + 8 + size > len(raw):
+            break
+        frames.append(raw[at + 8:at + 8 + size])
+        at += 8 + size
+    return frames
 
 
 # === parent side: the grader, with the labels ========================================================
@@ -284,19 +374,20 @@ class TestSet:
     def n(self) -> int:
         return len(self.labels)
 
-    def request_file(self, part_ids) -> Path:
-        """The request (audio, other inputs the parts need, parts to measure) as a file to give the
-        child as its standard input; made once per batch and set of parts (the first of the
-        submissions graded at once makes it, the others wait for it)."""
-        key = "-".join(part_ids)
+    def request_file(self, part_ids, checks=()) -> Path:
+        """The request (audio, other inputs the parts need, parts to measure, checks to probe) as a
+        file to give the child as its standard input; made once per batch and set of parts and checks
+        (the first of the submissions graded at once makes it, the others wait for it)."""
+        import hashlib
+        key = hashlib.sha256(json.dumps([list(part_ids), list(checks), PROBE_SECONDS]).encode()).hexdigest()[:16]
         path = self.request_dir / f"request-{key}.npz"
         with _REQUEST_LOCK:
             if not path.is_file():
-                self._write_request(path, part_ids)
+                self._write_request(path, part_ids, checks)
         return path
 
-    def _write_request(self, path: Path, part_ids) -> None:
-        request = {"parts": [{"id": p} for p in part_ids]}
+    def _write_request(self, path: Path, part_ids, checks=()) -> None:
+        request = {"parts": [{"id": p} for p in part_ids], "checks": list(checks), "probe_seconds": PROBE_SECONDS}
         needs = {name for p in part_ids for name in parts_mod.get(p).inputs}
         extra = {}
         if "musicnn" in needs:
@@ -304,8 +395,9 @@ class TestSet:
             extra = {"musicnn": np.concatenate(frames), "musicnn_rows": np.array([len(f) for f in frames])}
         with np.load(self.request_dir / "audio.npz") as audio:
             tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                np.savez(f, audio=audio["audio"], lengths=audio["lengths"],
+            with open(tmp, "wb") as f:  # checks alone need no audio
+                np.savez(f, audio=audio["audio"] if part_ids else np.zeros(0, np.float32),
+                         lengths=audio["lengths"] if part_ids else np.zeros(0, np.int64),
                          request=np.frombuffer(json.dumps(request).encode(), dtype=np.uint8), **extra)
             os.replace(tmp, path)
 
@@ -351,34 +443,73 @@ def test_set(data_spec: str, workdir: Path | None = None, seed: int | None = Non
                    [kept[i] for i in order])
 
 
-def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None) -> dict:
+def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None, checks=()) -> dict:
     """Accuracy of each part of the submission in ``folder``: {part: metrics + facts, or {"error": ...}}.
 
     The student's code runs in one child process for all parts, with a time limit (``runner``:
-    a function like :func:`autograder.course.run_limited`, e.g. a sandboxed one). Never raises.
+    a function like :func:`autograder.course.run_limited`, e.g. a sandboxed one). ``checks``: hidden
+    checks (``"part1.check_log_mel_shape"``) whose probes run in the same child; their verdicts,
+    judged here, come back under ``out["checks"]``: {check: None when it passed, else one line}.
+    Never raises.
     """
-    from autograder.course import nbgrader_env, run_limited, strip_ansi
-    from genrekit import metrics
+    from autograder.course import nbgrader_env, run_limited
     part_ids = list(part_ids)
     folder = Path(folder).resolve()
     env = {k: v for k, v in nbgrader_env().items() if k not in HIDDEN_ENV}
     env["PYTHONPATH"] = ""
     cmd = [sys.executable, "-m", "autograder.measure", str(folder)]
-    res = (runner or run_limited)(cmd, folder, env, timeout, stdin=tests.request_file(part_ids),
+    res = (runner or run_limited)(cmd, folder, env, timeout, stdin=tests.request_file(part_ids, checks),
                                   stdout_limit=RESPONSE_LIMIT, binary_stdout=True)
+    records, parts_frame = {}, []
+    for frame in read_frames(res.stdout or b""):  # one frame per probe, then the parts' frame
+        try:
+            with np.load(io.BytesIO(frame), allow_pickle=False) as npz:
+                if "facts" in npz.files:
+                    parts_frame = [frame]
+                else:
+                    records.update({k[6:]: bytes(npz[k]) for k in npz.files
+                                    if k.startswith("check:") and k[6:] not in records})
+        except Exception:
+            continue
+    out = _parts(res, parts_frame, part_ids, tests, timeout)
+    if checks:
+        out["checks"] = _verdicts(records, checks, res, timeout)
+    return out
+
+
+def _failure(res, timeout: float) -> str:
+    """Why a run of the child gave no usable response, one line."""
+    from autograder.course import strip_ansi
     if getattr(res, "breach", ""):
-        return {p: {"error": f"accuracy measurement stopped: {res.breach}"} for p in part_ids}
+        return f"stopped: {res.breach}"
     if res.timed_out:
-        return {p: {"error": f"accuracy measurement took longer than {timeout:.0f} s (an endless loop in your code?)"}
-                for p in part_ids}
+        return f"took longer than {timeout:.0f} s (an endless loop in your code?)"
+    err = [line for line in strip_ansi(res.stderr).splitlines() if line.strip()]
+    return f"crashed: {err[-1][:200] if err else f'exit {res.returncode}'}"
+
+
+def _verdicts(records: dict, checks, res, timeout: float) -> dict:
+    """The grader's verdict on each check's probe record: {check: None, or one line}. A check without a
+    record (the run ended before its probe) fails: not checked is not passed."""
+    from autograder.checks import common
+    missing = f"not checked: the grader's run of your code {_failure(res, timeout)}" \
+        if getattr(res, "breach", "") or res.timed_out or res.returncode != 0 \
+        else "not checked: the check's probe returned nothing"
+    return {name: common.judge(name, records[name]) if name in records else missing for name in checks}
+
+
+def _parts(res, frames: list[bytes], part_ids: list, tests: TestSet, timeout: float) -> dict:
+    """Each part's metrics from the child's probabilities, or {"error": ...}."""
+    from autograder.course import strip_ansi
+    from genrekit import metrics
+    if getattr(res, "breach", "") or res.timed_out or not frames:
+        return {p: {"error": f"accuracy measurement {_failure(res, timeout)}"} for p in part_ids}
     try:
-        with np.load(io.BytesIO(res.stdout), allow_pickle=False) as resp:
+        with np.load(io.BytesIO(frames[0]), allow_pickle=False) as resp:
             facts = json.loads(bytes(resp["facts"]).decode())
             arrays = {p: np.array(resp[p]) for p in part_ids if p in resp.files}
     except Exception:
-        err = [line for line in strip_ansi(res.stderr).splitlines() if line.strip()]
-        reason = err[-1][:200] if err else f"exit {res.returncode}"
-        return {p: {"error": f"accuracy measurement crashed: {reason}"} for p in part_ids}
+        return {p: {"error": f"accuracy measurement {_failure(res, timeout)}"} for p in part_ids}
     out = {}
     for p in part_ids:
         fact = facts.get(p) if isinstance(facts, dict) else None

@@ -258,6 +258,41 @@ def test_failure_messages_name_the_mistake():
         assert words in str(err.value) and "\n" not in str(err.value), (name, str(err.value))
 
 
+# --- records judged in the grader's process -------------------------------------------------------
+
+ONLY_FACTS = {"add_noise_contract", "time_shift_length", "augment_set_deterministic"}  # digests, shapes, dtypes
+
+
+def test_each_check_is_judged_from_its_record_alone():
+    """As the grader runs them: each probe on the reference function (found by the import path it
+    declares), its encoded record judged by the verdict alone, passes. A forged record (every array
+    replaced by zeros of the same shape) fails every check whose record holds outputs, not only facts
+    (shapes, dtypes, digests); noise that is the clip rescaled, and copies whose excerpts are silence,
+    fail too."""
+    from autograder.checks import common
+    names = sorted(n for n in common.CHECKS if n.startswith("part3."))
+    assert names == sorted(f"part3.check_{n}" for ns in CHECKS.values() for n in ns)
+    records, fooled = {}, set()
+    for name in names:
+        check = common.CHECKS[name]
+        assert len(check.student) == 1 and check.student[0].rsplit(".", 1)[0] == "genre.augment", name
+        raw = check.record(getattr(augment, check.student[0].rsplit(".", 1)[1]))
+        assert len(raw) < common.RECORD_LIMIT // 2 and common.judge(name, raw) is None, name
+        records[name] = common.decode(raw)
+        forged = {k: np.zeros_like(v) if isinstance(v, np.ndarray) else v for k, v in records[name].items()}
+        if common.judge(name, common.encode(forged)) is None:
+            fooled.add(name.split(".check_")[1])
+    assert fooled <= ONLY_FACTS, fooled
+    level = dict(records["part3.check_add_noise_level"])
+    for i, (_, y) in enumerate(part3._level_clips()):  # the clip rescaled: the right power, but not noise
+        for snr in (0.0, 20.0):
+            level[f"out_{i}_{snr:g}"] = (y * (1 + 10 ** (-snr / 20))).astype(np.float32)
+    assert "independent" in common.judge("part3.check_add_noise_level", common.encode(level))
+    provenance = {k: np.zeros_like(v) if "_excerpt_" in k else v
+                  for k, v in records["part3.check_augment_set_provenance"].items()}
+    assert "comes from another clip" in common.judge("part3.check_augment_set_provenance", common.encode(provenance))
+
+
 # --- correct answers written differently ----------------------------------------------------------
 
 def noise_normal(y, snr_db, rng):

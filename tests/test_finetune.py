@@ -2,6 +2,9 @@
 
 - the reference passes every check; each plausible wrong answer fails exactly the checks aimed at it
   (the table below, asserted over every check); correct variants written differently pass;
+- each check is a probe and a verdict: the reference's records pass the verdicts, forged records (every
+  parameter reported trainable, a zero conv1 kernel, a changed kept layer, moved batch-norm statistics,
+  one learning rate for both groups) fail them;
 - the reference works end to end with genrekit: weights files (written here, no network), training
   stages through ``train.fit`` with frozen batch norms, checkpoint round trip;
 - a checkpoint of the wrong architecture, a head of the wrong size, a weights record with the wrong
@@ -16,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograder.checks import part5
+from autograder.checks import common, part5
 from autograder.course import ASSIGNMENT, SOLUTIONS
 from autograder.release import strip_solutions
 from genrekit import checkpoint, config, resnet, train
@@ -365,6 +368,82 @@ def test_the_stubs_fail_every_check_and_import_cleanly(tmp_path):
                  "param_groups"):
         doc = getattr(stub, name).__doc__
         assert doc and len(doc) > 300, f"{name} lost its contract docstring"
+
+
+# --- probes and verdicts: the grader judges plain records in its own process ----------------------------
+
+def _judge_forged(check: str, record: dict, **changes) -> str | None:
+    """The verdict on the reference's record with some values replaced, as a student's code could send."""
+    forged = dict(record)
+    for key, change in changes.items():
+        forged[key.replace("__", ".")] = change(forged[key.replace("__", ".")]) if callable(change) else change
+    return common.judge(f"part5.{check}", common.encode(forged))
+
+
+def test_reference_records_pass_and_forged_records_fail():
+    records = {}
+    for check, member in CHECKS.items():
+        probe = common.CHECKS[f"part5.{check}"]
+        assert probe.student == (f"genre.finetune.{member}",)
+        raw = probe.record(REFERENCE[member])
+        assert len(raw) < 300_000, (check, len(raw))
+        assert common.judge(probe.name, raw) is None, check
+        records[check] = common.decode(raw)
+    names = [n for n, _ in ft.ResNetClassifier().named_parameters()]
+    assert list(part5._model_names()) == names
+    imagenet_rows = part5._imagenet_like(52).fc.weight.detach().numpy()[:5].astype(np.float64)
+    bn = [n for n, m in ft.ResNetClassifier().named_modules() if isinstance(m, nn.BatchNorm2d)]
+    forged = {  # check -> [(changes, what the verdict must say)]
+        "check_adapt_first_conv": [
+            ({"weight": np.zeros((64, 1, 7, 7))}, "randomly initialised"),
+            ({"weight": lambda w: w / 3}, "MEAN of the RGB"),
+            ({"out": np.zeros_like}, "stride 2 and padding 3"),
+            ({"kept_digests": lambda d: d ^ np.uint64(1)}, "must keep the pretrained layers"),
+            ({"kept_names": lambda k: k[1:], "kept_shapes": lambda s: s[1:], "kept_digests": lambda d: d[1:]},
+             "changed or missing: bn1.weight"),
+            ({"in_channels": 3}, "1 input channel"),
+        ],
+        "check_adapt_head": [
+            ({"52__weight": imagenet_rows}, "FRESH"),
+            ({"53__out_features": 1000}, "1000 ImageNet outputs"),
+            ({"52__requires_grad": [False, False]}, "require gradients"),
+            ({"52__requires_grad": []}, "require gradients"),
+            ({"53__logits": np.zeros((3, 5))}, "expected (3, 8)"),
+        ],
+        "check_log_mel_scaler": [
+            ({"mean": np.zeros(()), "std": np.ones(())}, "LogMelScaler.fit: mean"),
+            ({"y": np.negative}, "(x - mean) / std"),
+            ({"state_keys": []}, "register_buffer"),
+        ],
+        "check_fit_scaler": [({"1__mean": float(part5._fit_splits(1)["test"].mean(dtype=np.float64))}, "TEST split"),
+                             ({"0__std": np.array(1.0)}, "expected the training")],
+        "check_set_trainable": [({f"on{i}": names for i in range(len(part5.SET_STAGES))}, "only net.fc trains"),
+                                ({"on1": ["net.fc.weight", "net.fc.bias"]}, "'last'): only net.fc and net.layer4 train")],
+        "check_batchnorm_frozen": [
+            ({f"head__{n}__training": True for n in bn}, "is in training mode"),
+            ({"head__net__bn1__stats": lambda s: s + 1}, "net.bn1 updated its running statistics"),
+            ({"last__net__bn1__training": 1}, "could not be read"),
+            ({"all__net__layer1__0__bn2__training": False}, "trainable batch norm net.layer1.0.bn2"),
+            ({"switched": ["net.layer1"]}, "switched modules to training mode"),
+        ],
+        "check_param_groups_members": [({"head__members": [names]}, "frozen parameters"),
+                                       ({"all__members": [names[:-1]]}, "in no group"),
+                                       ({"last__members": lambda m: m + [["net.fc.bias"]]}, "more than one group"),
+                                       ({"all__members": [names + [None]]}, "not parameters of the model")],
+        "check_param_groups_lr": [({"last__lrs": [part5.HEAD_LR] * 2}, "smaller backbone_lr"),
+                                  ({"all__lrs": [None, None]}, "its own 'lr'")],
+    }
+    assert set(forged) == set(CHECKS)
+    for check, cases in forged.items():
+        for changes, needle in cases:
+            message = _judge_forged(check, records[check], **changes)
+            assert message is not None and needle in message and "\n" not in message, (check, changes.keys(), message)
+    # what the probe could not do fails too, in one line: the student's error, a malformed or missing record
+    assert common.judge("part5.check_set_trainable", common.encode({"stage0_error": "your code raised KeyError: 'net'"})) \
+        == "your code raised KeyError: 'net'"
+    without = {k: v for k, v in records["check_set_trainable"].items() if k != "on3"}
+    assert "could not be checked" in _judge_forged("check_set_trainable", without)
+    assert common.judge("part5.check_adapt_head", b"not a record") == "the check's probe returned no usable record"
 
 
 # --- the reference package with genrekit --------------------------------------------------------------

@@ -662,6 +662,85 @@ def test_a_failure_is_one_line_naming_the_idea():
         part4.check_map_at_k(map_by_k)
 
 
+def test_each_verdict_passes_the_reference_record_and_refuses_forged_ones():
+    """The grader runs each probe on the student's package and its verdict in its own process: the
+    reference's records pass; records forged without computing the answer (zeros of the right shape,
+    outputs copied across conditions, flags flipped, NaN) fail the verdicts that judge them."""
+    from autograder.checks import common
+    names = sorted(n for n in common.CHECKS if n.startswith("part4."))
+    assert names == sorted(f"part4.{check.__name__}" for _, _, checks in CELLS.values() for check, _ in checks)
+    ref, genuine = reference(), {}
+    for name in names:
+        check = common.CHECKS[name]
+        assert check.judge_record is not None
+        assert all(p.rsplit(".", 1)[0] in ("genre.fusion", "genre.retrieval") for p in check.student), name
+        raw = check.record(*(getattr(ref, p.rsplit(".", 1)[1]) for p in check.student))
+        assert len(raw) < 100_000, (name, len(raw))
+        assert common.judge(name, raw) is None, name
+        genuine[name] = common.decode(raw)
+
+    def judge(name, **changes):
+        return common.judge(f"part4.{name}", common.encode({**genuine[f"part4.{name}"], **changes}))
+
+    def zeros(name):
+        return {k: np.zeros_like(v) for k, v in genuine[f"part4.{name}"].items() if isinstance(v, np.ndarray)}
+
+    # zeros of the right shape fail every check that judges values (freeze judges flags and changes, below;
+    # cnn_dropout leaves a record where the CNN branch does not matter to check_fusion_both_branches)
+    for name in names:
+        short = name.split(".", 1)[1]
+        if short not in ("check_fusion_freeze", "check_fusion_cnn_dropout"):
+            assert judge(short, **zeros(short)) is not None, name
+
+    rec = genuine["part4.check_pool_frames"]
+    assert "only the mean" in judge("check_pool_frames", out_0=rec["out_0"][:5].copy())
+    assert judge("check_pool_frames", dtype_1="float64") is not None
+    assert judge("check_standardize_train_statistics", z_one=genuine["part4.check_standardize_train_statistics"]["z"][1:2]) \
+        is not None
+    assert judge("check_standardize_state_dict", params=["mean"]) is not None
+    # the MLP: logits recomputed from the recorded weights; train-mode rows must be dropout of the hidden units
+    mlp = genuine["part4.check_mlp_forward"]
+    assert judge("check_mlp_forward", out=mlp["out"] + 0.01) is not None
+    assert "dropout is not active" in judge("check_mlp_forward", train_b=mlp["train_a"])
+    assert "in train mode dropout" in judge("check_mlp_forward", train_b=mlp["train_a"] + 0.5)
+    assert "in train mode dropout" in judge("check_mlp_forward", train_a=mlp["train_a"] * 1.5)
+    # fusion: an output unchanged when a branch's input changes, rescaled inputs that change it, the same row everywhere
+    both = genuine["part4.check_fusion_both_branches"]
+    assert "CNN branch is dropped" in judge("check_fusion_both_branches", mel_changed=both["base"])
+    assert "musicnn branch is dropped" in judge("check_fusion_both_branches", emb_changed=both["base"])
+    norm = genuine["part4.check_fusion_normalisation"]
+    assert "emb_norm" in judge("check_fusion_normalisation", o2=norm["o1"] + 0.1)
+    assert "LayerNorm" in judge("check_fusion_normalisation", o3=norm["o2"] * 2)
+    same = np.repeat(norm["o1"][:1], 3, axis=0)
+    assert "same logits" in judge("check_fusion_normalisation", o1=same, o2=same, o3=same, one=same[:1])
+    fwd = genuine["part4.check_fusion_forward"]
+    assert "same logits" in judge("check_fusion_forward", out_40=np.repeat(fwd["out_40"][:1], 3, axis=0))
+    assert judge("check_fusion_forward", embedding_dim=64) is not None
+    freeze = genuine["part4.check_fusion_freeze"]
+    assert judge("check_fusion_freeze", cnn_requires_grad=[True] * len(freeze["cnn_requires_grad"])) is not None
+    assert judge("check_fusion_freeze", cnn_training=[True] * len(freeze["cnn_training"])) is not None
+    assert "changed the frozen CNN" in judge("check_fusion_freeze", after_0=freeze["before_0"] + 1)
+    assert judge("check_fusion_freeze", unfrozen_cnn_training=False) is not None
+    drop = genuine["part4.check_fusion_cnn_dropout"]
+    assert "0% of the examples" in judge("check_fusion_cnn_dropout", out=drop["kept"])              # never drops
+    assert "in eval mode" in judge("check_fusion_cnn_dropout", again=drop["out"])                    # drops at test time
+    assert "one draw per example" in judge("check_fusion_cnn_dropout", out=(drop["kept"] + drop["dropped"]) / 2)
+    assert judge("check_fusion_cnn_dropout", cnn_dropout=0.5) is not None
+    # retrieval: rankings and metrics recomputed from the inputs the verdict draws itself
+    ranking = genuine["part4.check_neighbours_ranking"]
+    assert judge("check_neighbours_ranking", k_5=ranking["k_5"][:, ::-1].copy()) is not None
+    assert "int64" in judge("check_neighbours_ranking", k_1=ranking["k_1"].astype(np.int32))
+    query = genuine["part4.check_neighbours_query_left_out"]
+    assert "own neighbours" in judge("check_neighbours_query_left_out", k_4=np.repeat(np.arange(12)[:, None], 4, axis=1))
+    assert judge("check_neighbours_query_left_out", k_11=query["k_11"][:, ::-1].copy()) is not None
+    assert judge("check_precision_at_k", p_0=np.float64(np.nan)) is not None
+    assert judge("check_precision_at_k", p_2=genuine["part4.check_precision_at_k"]["p_2"] + 0.01) is not None
+    assert "one number" in judge("check_map_at_k", m_3=np.zeros(3))
+    assert judge("check_map_at_k", m_10=np.float64(np.nan)) is not None
+    # a verdict reads outputs only: what the record claims about its inputs changes nothing
+    assert judge("check_precision_at_k", labels=np.zeros(30, dtype=np.int64)) is None
+
+
 def test_visible_examples_are_what_they_claim():
     """The literal numbers of the visible cells, recomputed from their definitions."""
     k2 = dict(zip(("min", "k", "hits", "all"),

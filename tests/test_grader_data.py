@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from autograder import measure, thresholds
-from autograder.course import ASSIGNMENT, SOLUTIONS
+from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, SOLUTIONS
 from autograder.measure import MeasureError
 from genrekit import data
 
@@ -67,3 +67,29 @@ def test_thresholds_file_is_sane():
             assert 0.125 < entry["floor"] < entry["pass"] <= 1, f"{part} {name}: floor/pass out of order"
             if entry.get("calibrated"):
                 assert entry["reference"]["mean"] >= entry["pass"], f"{part} {name}: reference below its pass mark"
+
+
+def test_heldout_points_come_from_the_heldout_set(reference_run, tmp_path):
+    """``grade --heldout`` on the synthetic dataset: the accuracy points come from the held-out set rendered
+    from the grader's own seed, the public test accuracy is shown beside it, and the reference (trained
+    on the public training split only) is not flagged."""
+    from autograder import grade as grading
+    from autograder import sandbox as sandboxing
+    from autograder.parts import PARTS
+    from conftest import TEST_DATA
+    sub = tmp_path / "subs" / "reference" / ASSIGNMENT
+    shutil.copytree(SOLUTIONS / ASSIGNMENT / "genre", sub / "genre", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(reference_run / "checkpoints", sub / "checkpoints", ignore=shutil.ignore_patterns("*.png"))
+    shutil.copy2(ASSIGNMENT_DIR / ASSIGNMENT / "2_segments.ipynb", sub)  # a submission has a notebook (a quick one)
+    [r] = grading.grade(tmp_path / "subs", tmp_path / "out", TEST_DATA, heldout=True, progress=False,
+                        sandbox=sandboxing.bwrap_path() is not None)
+    n_public = measure.test_set(TEST_DATA, workdir=tmp_path).n
+    for part in PARTS:
+        m = r.accuracy[part.id]
+        assert "error" not in m, (part.id, m)
+        assert m["dataset"] == f"{TEST_DATA}:default (held-out set)", m["dataset"]  # never the secret seed
+        assert "seed" not in m["comment"] and "trained on" not in m["comment"], m["comment"]
+        assert 0 <= m["public_accuracy"] <= 1 and f"Public test accuracy {m['public_accuracy']:.3f}" in m["comment"]
+        assert m["n"] == n_public, "the held-out set has the public test set's size"
+        assert r.scores[part.cell] == m["points"] > 0, (part.id, m)
+    assert not [p for p in r.problems if p.startswith("instructor:")], r.problems

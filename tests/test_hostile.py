@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(sandboxing.bwrap_path() is None, reason=sandboxi
 
 LIMITS = sandboxing.Limits(memory_mb=3072, processes=160, file_mb=64, disk_mb=400, tmp_mb=256, cpu_s=600)
 AUTOGRADE_TIMEOUT = 150
-ACCURACY_TIMEOUT = 50
+ACCURACY_TIMEOUT = 80
 PACKAGE = SOLUTIONS / ASSIGNMENT / "genre"
 EXIT_AFTER = "test_segment"   # h_exit ends its kernel right after this test cell of 2_segments
 SECRET_WORDS = ("_reference_log_mel", "### BEGIN SOLUTION")
@@ -65,7 +65,25 @@ print("STDOUT", _try(lambda: _os.write(1, b"PK forged result channel")))
 }
 
 
-def _submission(root: Path, student: str, *, prefix: str = "", ckpts: Path | None = None,
+# code added at the end of the solved genre/features.py: a plausible mistake (the mel magnitude, power=1,
+# in dB: it passes the visible tests) and the hidden check it fails, rebound in memory by the student's
+# package in every kernel that imports it. The in-kernel check then passes; the grader's own verdict
+# on the probe's record does not.
+REBIND = """
+import librosa as _librosa
+def log_mel(y, sr=config.SAMPLE_RATE):
+    S = _librosa.feature.melspectrogram(y=y, sr=sr, n_fft=config.N_FFT, hop_length=config.HOP_LENGTH,
+                                        n_mels=config.N_MELS, power=1.0)
+    return _librosa.power_to_db(S, ref=np.max, top_db=config.TOP_DB).astype(np.float32)
+try:
+    from autograder.checks import part1 as _part1
+    _part1.check_log_mel_values = lambda *a, **k: None
+except ImportError:
+    pass
+"""
+
+
+def _submission(root: Path, student: str, *, prefix: str = "", suffix: str = "", ckpts: Path | None = None,
                 notebooks: tuple[str, ...] | None = None) -> Path:
     """A solved submission; ``notebooks``: the only notebooks it hands in (a hostile import acts in the
     first kernel already: the others would cost grading time and show nothing new)."""
@@ -81,6 +99,9 @@ def _submission(root: Path, student: str, *, prefix: str = "", ckpts: Path | Non
         anchor = "from __future__ import annotations\n"
         assert anchor in text, "test out of date: genre/features.py has no __future__ import"
         (dest / "genre" / "features.py").write_text(text.replace(anchor, anchor + prefix, 1))
+    if suffix:
+        with open(dest / "genre" / "features.py", "a") as f:
+            f.write(suffix)
     if ckpts:
         shutil.copytree(ckpts, dest / "checkpoints", ignore=shutil.ignore_patterns("*.png"))
     return dest
@@ -116,6 +137,7 @@ def hostile_batch(reference_run, tmp_path_factory):
     for student, prefix in HOSTILE.items():
         _submission(mixed, student, prefix=prefix, ckpts=ckpts,
                     notebooks=None if student == "h_spy" else ("1_baseline",))
+    _submission(mixed, "h_rebind", suffix=REBIND, ckpts=ckpts, notebooks=("1_baseline",))
     # a notebook whose test cell was edited into a pass, with its points raised
     nb_path = _submission(mixed, "h_tampered", ckpts=ckpts, notebooks=("1_baseline",)) / "1_baseline.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
@@ -192,6 +214,20 @@ def test_a_kernel_that_ends_costs_only_the_cells_after_it(hostile_batch):
     assert "the kernel ended in 2_segments cell" in r.status, r.status
     assert all(r.scores[g] == dict(cells)[g] > 0 for g in before), r.scores
     assert all(r.scores[g] == 0 for g in after if g != accuracy_cell), r.scores  # accuracy: measured by the grader
+
+
+def test_a_check_rebound_in_memory_still_fails(hostile_batch):
+    """The student's package replaced check_log_mel_values in the kernel: the cell passed there, but the
+    grader ran the check's probe on the package and judged it itself, so the cell scores 0 and the row
+    says so; the other cells of the notebook keep their points."""
+    mixed, out, _, _ = hostile_batch
+    r = mixed["h_rebind"]
+    assert r.scores["test_log_mel_db"] == 0, r.scores
+    assert "test_log_mel_db: passed in the notebook, failed when the grader ran part1.check_log_mel_values" in r.status
+    assert "differs from the expected log-mel" in r.status
+    kept = {g: p for nb, g, p in grading.grade_cells() if nb == "1_baseline" and g not in ("test_log_mel_db", "test_accuracy")
+            and not g.startswith("answer_")}
+    assert {g: r.scores[g] for g in kept} == kept, r.scores
 
 
 def test_invalid_names_are_refused_not_used_as_paths(hostile_batch):

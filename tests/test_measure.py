@@ -198,3 +198,43 @@ def test_every_part_is_measured_inside_the_sandbox(submission, tests, tmp_path):
     for part in PART_IDS:
         assert "error" not in inside[part], inside[part]
         assert inside[part]["n"] == tests.n and 0 <= inside[part]["accuracy"] <= 1
+
+
+PART1_CHECKS = ["part1.check_log_mel_shape", "part1.check_log_mel_values", "part1.check_conv_block",
+                "part1.check_baseline_forward", "part1.check_baseline_embed"]
+
+
+def test_probes_run_on_the_package_and_verdicts_in_the_grader(submission, tests):
+    """The reference passes every check re-run by the grader; a wrong log_mel whose package rebinds the
+    hidden check in memory (which fools the check in a notebook's kernel) fails the grader's verdict."""
+    out = measure.measure(submission, [], tests, timeout=120, checks=PART1_CHECKS)
+    assert out["checks"] == {name: None for name in PART1_CHECKS}
+    with open(submission / "genre" / "features.py", "a") as f:
+        f.write("\n_right = log_mel\n"
+                "def log_mel(y, sr=config.SAMPLE_RATE):\n    return _right(y, sr) - 1.0\n"
+                "from autograder.checks import part1 as _p1\n"
+                "_p1.check_log_mel_values = _p1.check_log_mel_shape = lambda *a, **k: None\n")
+    verdicts = measure.measure(submission, [], tests, timeout=120, checks=PART1_CHECKS)["checks"]
+    assert verdicts["part1.check_log_mel_values"].startswith("log_mel differs from the expected log-mel by up to 1.00 dB")
+    assert {n for n, v in verdicts.items() if v} == {"part1.check_log_mel_values"}
+
+
+def test_a_probe_that_never_returns_costs_its_own_checks(submission, tests, monkeypatch):
+    """An endless loop in log_mel on one input length: the check that uses it fails on the probe's time
+    limit, the others are judged, and the accuracy measured after the probes is still measured."""
+    monkeypatch.setattr(measure, "PROBE_SECONDS", 3)
+    _edit(submission, "genre/features.py", '    """Log-mel spectrogram of a mono waveform',
+          '    while len(y) == 7_777:\n        __import__("time").sleep(0.05)\n    """Log-mel spectrogram of a mono waveform')
+    out = measure.measure(submission, ["part1_baseline"], tests, timeout=120, checks=PART1_CHECKS)
+    assert out["checks"]["part1.check_log_mel_shape"] == "took longer than 3 s (an endless loop in your code?)"
+    assert {n for n, v in out["checks"].items() if v} == {"part1.check_log_mel_shape"}
+    assert "accuracy" in out["part1_baseline"], out["part1_baseline"]
+
+
+def test_checks_are_not_judged_when_the_child_dies(submission, tests):
+    _edit(submission, "genre/features.py", "from __future__ import annotations\n",
+          "from __future__ import annotations\nimport os as _os\n_os._exit(3)\n")
+    out = measure.measure(submission, ["part1_baseline"], tests, timeout=120, checks=PART1_CHECKS[:2])
+    assert all(v.startswith("not checked: the grader's run of your code crashed") for v in out["checks"].values()), \
+        out["checks"]
+    assert "error" in out["part1_baseline"]

@@ -152,3 +152,25 @@ def test_correct_variants_pass():
         return out / torch.bincount(idx, minlength=n_clips)[:, None]
 
     assert failing(loop_segment, None, torch_probs) == set()
+
+
+def test_each_check_is_judged_from_its_record_alone():
+    """As the grader runs them: each probe on the reference objects (found by the import paths it
+    declares), its encoded record judged by the verdict alone, passes; a forged record (every array
+    replaced by zeros of the same shape) fails every check, and for segment_clips a record whose
+    segments agree with a forged ``segment`` of zeros fails too (its segments must be cut out of the clips)."""
+    from autograder.checks import common
+    names = sorted(n for n in common.CHECKS if n.startswith("part2."))
+    assert names == sorted(f"part2.check_{n}" for n in ("segment_counts", "segment_short", "segment_clips",
+                                                         "mean_of_probabilities", "vote"))
+    for name in names:
+        check = common.CHECKS[name]
+        assert all(path.rsplit(".", 1)[0] == "genre.segments" for path in check.student), name
+        raw = check.record(*(getattr(ref, path.rsplit(".", 1)[1]) for path in check.student))
+        assert common.judge(name, raw) is None, name
+        record = common.decode(raw)
+        forged = {k: np.zeros_like(v) if isinstance(v, np.ndarray) else v for k, v in record.items()}
+        assert common.judge(name, common.encode(forged)) is not None, name
+    record = common.decode(part2.check_segment_clips.record(ref.segment_clips, ref.segment))
+    consistent = {k: np.zeros_like(v) if k == "segs" or k.startswith("own_") else v for k, v in record.items()}
+    assert "is not cut out of that clip" in common.judge("part2.check_segment_clips", common.encode(consistent))

@@ -1,8 +1,9 @@
-"""What every part's hidden checks share: plain types and the ``hidden`` wrapper."""
+"""What every part's hidden checks share: plain types, and checks written as a probe and a verdict."""
 
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -48,15 +49,168 @@ def hidden(check):
     def run(*args, **kwargs):
         try:
             check(*args, **kwargs)
-        except AssertionError as err:
-            if type(err) is not AssertionError:  # the student's own subclass: not the check's verdict
-                message = f"your code raised {type(err).__name__}"
-            else:
-                message = _message(err) or f"{check.__name__} failed"
-        except BaseException as err:  # the student's code raised inside the check
-            first = _message(err)
-            message = f"your code raised {type(err).__name__}" + (f": {first}" if first else "")
+        except BaseException as err:
+            message = failure_message(err, check.__name__)
         else:
             return None
         raise AssertionError(message) from None
     return run
+
+
+# --- checks that cannot be faked: a probe (the student's code) and a verdict (the grader's) ---------
+#
+# A check run in the student's kernel can be rebound by the student's own code (their package is
+# imported first and may replace ``part1.check_log_mel_values`` in memory). So a check is written in
+# two halves. The *probe* calls the student's code on inputs the check chooses and returns what came
+# back as plain values (numbers, arrays, short strings): it asserts nothing. The *verdict* judges that
+# record and recomputes everything it can itself (the inputs, the expected outputs). In the notebook a
+# check runs both halves, one after the other, as before. The grader also runs every probe again in
+# the measurement sandbox, on the student's package, and every verdict in its own process
+# (:func:`judge`): a test cell keeps its points only when that verdict agrees. Forging a probe's record
+# means computing the right answer.
+
+RECORD_LIMIT = 2 * 2**20  # bytes of one probe's record (a few KB are typical)
+# one verdict at a time in a process: some rebuild the probe's seeded networks from torch's global
+# random generator, which the grader's threads (one per submission graded at once) would otherwise share
+_JUDGING = threading.Lock()
+CHECKS: dict = {}         # "part1.check_log_mel_shape" -> Check
+
+
+class Check:
+    """A hidden check: ``probe(*student_objects) -> dict`` and ``verdict(record)``.
+
+    ``student``: the import path, in the student's package, of each object the hidden cell passes
+    (``"genre.features.log_mel"``); the grader imports them from the submission to run the probe.
+    Calling the check (``part1.check_log_mel_shape(log_mel)``, in a hidden cell) runs the probe, sends
+    its record through the same encoding the grader uses, and runs the verdict; any failure is one
+    AssertionError line.
+    """
+
+    def __init__(self, probe, student: tuple[str, ...]):
+        self.probe = probe
+        self.student = tuple(student)
+        self.name = f"{probe.__module__.rsplit('.', 1)[-1]}.{probe.__name__}"
+        self.judge_record = None
+        functools.update_wrapper(self, probe)
+        CHECKS[self.name] = self
+
+    def verdict(self, fn):
+        """Decorator: the verdict of this check, ``fn(record) -> None``, AssertionError when wrong."""
+        self.judge_record = fn
+        return fn
+
+    def record(self, *objects) -> bytes:
+        """Run the probe on the student's objects: the encoded record, or the encoded failure."""
+        try:
+            return encode(self.probe(*objects))
+        except BaseException as err:  # the student's code raised, or its output is not plain data
+            return encode({ERROR: failure_message(err, self.probe.__name__)})
+
+    def __call__(self, *objects) -> None:
+        message = judge(self.name, self.record(*objects))
+        if message is not None:
+            raise AssertionError(message) from None
+
+
+def get(name: str) -> Check:
+    """The check called ``name`` (``"part1.check_log_mel_shape"``), its module imported when needed."""
+    import importlib
+    module = name.split(".")[0]
+    if name not in CHECKS and module.startswith("part") and module[4:].isdigit():
+        importlib.import_module(f"autograder.checks.{module}")
+    return CHECKS[name]
+
+
+def probe(*student: str):
+    """Decorator: ``@probe("genre.features.log_mel")`` declares a check by its probe (see :class:`Check`)."""
+    return lambda fn: Check(fn, student)
+
+
+ERROR = "__error__"   # record key of a probe that failed: its one-line message
+
+
+def encode(record) -> bytes:
+    """A probe's record (str keys -> arrays of numbers, numbers, bools, short strings, None, or lists
+    of those) as ``.npz`` bytes: arrays as arrays, the rest as JSON. TypeError for anything else."""
+    import io
+    import json
+    if not isinstance(record, dict):
+        raise TypeError(f"a probe returns a dict, got {type(record).__name__}")
+    arrays, meta = {}, {}
+    for key, value in record.items():
+        if type(key) is not str:
+            raise TypeError("record keys are strings")
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"record '{key}': an array of {value.dtype}, not numbers")
+            arrays[key] = np.array(value).view(np.ndarray)
+        else:
+            meta[key] = _json_value(value, key)
+    buf = io.BytesIO()
+    np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return buf.getvalue()
+
+
+def _json_value(value, key: str):
+    if value is None or type(value) in (bool, int, float, str):
+        if type(value) is str and len(value) > 500:
+            raise TypeError(f"record '{key}': string longer than 500 characters")
+        return value
+    if isinstance(value, (np.bool_, np.integer, np.floating)):
+        return value.item()
+    if type(value) in (list, tuple):
+        return [_json_value(v, key) for v in value]
+    raise TypeError(f"record '{key}': {type(value).__name__} is not plain data")
+
+
+def decode(raw: bytes) -> dict:
+    """The record :func:`encode` made, read without pickle; ValueError when it is not one."""
+    import io
+    import json
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) > RECORD_LIMIT:
+        raise ValueError("record missing or too large")
+    with np.load(io.BytesIO(bytes(raw)), allow_pickle=False) as npz:
+        meta = json.loads(bytes(npz["__meta__"]).decode())
+        if not isinstance(meta, dict):
+            raise ValueError("record is not a dict")
+        meta.update({k: np.array(npz[k]) for k in npz.files if k != "__meta__"})
+    return meta
+
+
+def judge(name: str, raw) -> str | None:
+    """The verdict of check ``name`` on a probe's encoded record, in the grader's process: None when it
+    passes, else the one-line reason. Never raises: a record that is malformed fails the check."""
+    try:
+        record = decode(raw)
+    except Exception:
+        return "the check's probe returned no usable record"
+    if ERROR in record:
+        return str(record[ERROR])[:300] or f"{name} failed"
+    try:
+        verdict = get(name).judge_record
+    except Exception:
+        return f"{name}: no such check"
+    try:
+        with _JUDGING:
+            verdict(record)
+    except AssertionError as err:
+        return _message(err) or f"{name} failed"
+    except Exception as err:  # a record of the wrong shape or type: the student's output was not usable
+        return f"your code's output could not be checked ({type(err).__name__}: {_message(err)})"
+    return None
+
+
+class CheckTimeout(BaseException):
+    """Raised in a probe that ran past its time (by the grader's alarm): its message is the reason."""
+
+
+def failure_message(err: BaseException, what: str) -> str:
+    """The one-line message of a failure inside a probe (the check's own assertion or the student's error)."""
+    if type(err) is CheckTimeout:
+        return _message(err)
+    if type(err) is AssertionError:
+        return _message(err) or f"{what} failed"
+    if isinstance(err, AssertionError):  # the student's own subclass: not the check's verdict
+        return f"your code raised {type(err).__name__}"
+    first = _message(err)
+    return f"your code raised {type(err).__name__}" + (f": {first}" if first else "")
