@@ -145,7 +145,7 @@ def recheck(result: "Result", verdicts: dict, lane_of: dict, student: str) -> No
     their notebook does not use their package."""
     notebook_of = {gid: nb for nb, gid, _ in grade_cells()}
     for gid, names in cell_checks().items():
-        failed = [(n, verdicts.get(n, "not checked")) for n in names if verdicts.get(n, "not checked") is not None]
+        failed = [(n, reason) for n in names if (reason := verdicts.get(n, "not checked")) is not None]
         if not failed or not result.scores.get(gid):
             continue
         name, reason = failed[0]

@@ -19,16 +19,16 @@ Pipelines (:data:`PIPELINES`) are the ways of turning audio into clip probabilit
 one in :mod:`autograder.parts`. Several parts share a pipeline (parts 2 and 3 are both measured on
 segments with the student's aggregation).
 
-The same child also runs the **probes** of the hidden checks (:mod:`autograder.checks.common`) on the
-student's package, and the parent judges each probe's record with the check's verdict in its own
-process: the code-test points then do not depend on anything the student's code could rebind in
-their notebook's kernel.
+The same child program also runs the **probes** of the hidden checks (:mod:`autograder.checks.common`)
+on the student's package (grading starts one child for the parts and one for the probes), and the
+parent judges each probe's record with the check's verdict in its own process: the code-test points
+then do not depend on anything the student's code could rebind in their notebook's kernel.
 
 Request (standard input, ``.npz``): ``audio`` (all clips concatenated, float32), ``lengths`` (samples
 per clip) and ``request`` (JSON: the parts to measure, the checks to probe). Response (standard
 output, ``.npz``): one array of probabilities (clips, classes) per part that worked, ``facts`` (JSON:
 per part, what the checkpoint says, or ``{"error": one line}``) and ``check:NAME`` (each probe's
-encoded record).
+encoded record), in length-prefixed frames (:func:`read_frames`): one per probe, then the parts'.
 """
 
 from __future__ import annotations
@@ -218,15 +218,6 @@ PROBE_SECONDS = 60  # each check's probe (wall clock: generous on a loaded machi
                     # function costs that function's checks only
 
 
-def _warm_up() -> None:
-    """librosa's compiled (numba) functions loaded before any probe's clock starts: compiling them cold
-    takes 10-40 s, which is the grader's cost, not the student's."""
-    import librosa
-    y = np.sin(np.arange(8192, dtype=np.float32) / 7)
-    librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050), ref=np.max)
-    librosa.effects.time_stretch(y, rate=1.1)
-
-
 def run_probes(submission: Path, names, seconds: float = PROBE_SECONDS, emit=None) -> dict[str, bytes]:
     """The encoded record of each hidden check's probe on the student's package (a failure to import
     the student's object, any error of their code, or a probe running past ``seconds`` is encoded as
@@ -241,8 +232,9 @@ def run_probes(submission: Path, names, seconds: float = PROBE_SECONDS, emit=Non
 
     records, broken = {}, {}  # broken: import path -> why it could not be imported (tried once)
     hung = None               # an import of the student's package that ran out of time: no more tries
-    if names:
-        _warm_up()
+    if names:  # librosa compiled before any probe's clock starts (cold, 10-40 s: the grader's cost)
+        from genrekit.data import warm_up_librosa
+        warm_up_librosa()
     previous = signal.signal(signal.SIGALRM, expired)
     try:
         for name in names:
@@ -448,7 +440,7 @@ def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None,
 
     The student's code runs in one child process for all parts, with a time limit (``runner``:
     a function like :func:`autograder.course.run_limited`, e.g. a sandboxed one). ``checks``: hidden
-    checks (``"part1.check_log_mel_shape"``) whose probes run in the same child; their verdicts,
+    checks (``"part1.check_log_mel_shape"``) whose probes run in the same child, first; their verdicts,
     judged here, come back under ``out["checks"]``: {check: None when it passed, else one line}.
     Never raises.
     """
@@ -460,18 +452,20 @@ def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None,
     cmd = [sys.executable, "-m", "autograder.measure", str(folder)]
     res = (runner or run_limited)(cmd, folder, env, timeout, stdin=tests.request_file(part_ids, checks),
                                   stdout_limit=RESPONSE_LIMIT, binary_stdout=True)
-    records, parts_frame = {}, []
+    records, response = {}, None  # response: the parts' (facts, probabilities), once read
     for frame in read_frames(res.stdout or b""):  # one frame per probe, then the parts' frame
         try:
             with np.load(io.BytesIO(frame), allow_pickle=False) as npz:
                 if "facts" in npz.files:
-                    parts_frame = [frame]
-                else:
-                    records.update({k[6:]: bytes(npz[k]) for k in npz.files
-                                    if k.startswith("check:") and k[6:] not in records})
+                    response = (json.loads(bytes(npz["facts"]).decode()),
+                                {p: np.array(npz[p]) for p in part_ids if p in npz.files})
+                for key in npz.files:
+                    name = key.removeprefix("check:")
+                    if name != key and name not in records:
+                        records[name] = bytes(npz[key])
         except Exception:
             continue
-    out = _parts(res, parts_frame, part_ids, tests, timeout)
+    out = _parts(res, response, part_ids, tests, timeout)
     if checks:
         out["checks"] = _verdicts(records, checks, res, timeout)
     return out
@@ -498,18 +492,13 @@ def _verdicts(records: dict, checks, res, timeout: float) -> dict:
     return {name: common.judge(name, records[name]) if name in records else missing for name in checks}
 
 
-def _parts(res, frames: list[bytes], part_ids: list, tests: TestSet, timeout: float) -> dict:
-    """Each part's metrics from the child's probabilities, or {"error": ...}."""
+def _parts(res, response: tuple | None, part_ids: list, tests: TestSet, timeout: float) -> dict:
+    """Each part's metrics from the child's (facts, probabilities), or {"error": ...}."""
     from autograder.course import strip_ansi
     from genrekit import metrics
-    if getattr(res, "breach", "") or res.timed_out or not frames:
+    if getattr(res, "breach", "") or res.timed_out or response is None:
         return {p: {"error": f"accuracy measurement {_failure(res, timeout)}"} for p in part_ids}
-    try:
-        with np.load(io.BytesIO(frames[0]), allow_pickle=False) as resp:
-            facts = json.loads(bytes(resp["facts"]).decode())
-            arrays = {p: np.array(resp[p]) for p in part_ids if p in resp.files}
-    except Exception:
-        return {p: {"error": f"accuracy measurement {_failure(res, timeout)}"} for p in part_ids}
+    facts, arrays = response
     out = {}
     for p in part_ids:
         fact = facts.get(p) if isinstance(facts, dict) else None

@@ -149,9 +149,7 @@ class Sandbox:
         if stamp.is_file():
             return
         self.numba.mkdir(parents=True, exist_ok=True)
-        code = ("import numpy as np, librosa; y = np.random.default_rng(0).standard_normal(66150).astype(np.float32);"
-                "m = librosa.feature.melspectrogram(y=y, sr=22050, n_mels=96); librosa.power_to_db(m, ref=np.max);"
-                "librosa.effects.time_stretch(y, rate=1.1); librosa.resample(y, orig_sr=22050, target_sr=16000)")
+        code = "from genrekit.data import warm_up_librosa; warm_up_librosa()"
         cmd = self.command([sys.executable, "-c", code], writable=[], as_user=False,
                            extra=["--bind", str(self.numba), NUMBA_INSIDE])
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env())

@@ -522,6 +522,14 @@ def _set(rec, tag: str) -> dict:
     return out
 
 
+def _run_recipes(augment_set, recipes, seed: int, excerpts: bool) -> dict:
+    """The records of augment_set run on the check's clips with each recipe, tagged r0, r1, ..."""
+    rec = {}
+    for r, recipe in enumerate(recipes):
+        rec.update(_run_set(augment_set, recipe, seed, f"r{r}", excerpts=excerpts))
+    return rec
+
+
 def _nearest_tone(y: np.ndarray) -> int:
     return int(np.argmin(np.abs(np.log(_peak_hz(y) / np.array(SET_TONES_HZ)))))
 
@@ -531,10 +539,7 @@ ORIGINALS_RECIPES = (SET_RECIPE, {**SET_RECIPE, "copies": 0})
 
 @probe(AUGMENT_SET)
 def check_augment_set_originals(augment_set) -> dict:
-    rec = {}
-    for r, recipe in enumerate(ORIGINALS_RECIPES):
-        rec.update(_run_set(augment_set, recipe, 7, f"r{r}", excerpts=False))
-    return rec
+    return _run_recipes(augment_set, ORIGINALS_RECIPES, 7, excerpts=False)
 
 
 @check_augment_set_originals.verdict
@@ -559,10 +564,7 @@ PROVENANCE_RECIPES = (SET_RECIPE, SHIFT_ONLY)
 
 @probe(AUGMENT_SET)
 def check_augment_set_provenance(augment_set) -> dict:
-    rec = {}
-    for r, recipe in enumerate(PROVENANCE_RECIPES):
-        rec.update(_run_set(augment_set, recipe, 8, f"r{r}", excerpts=True))
-    return rec
+    return _run_recipes(augment_set, PROVENANCE_RECIPES, 8, excerpts=True)
 
 
 @check_augment_set_provenance.verdict
