@@ -35,10 +35,10 @@ def warm_up_librosa() -> None:
     time stretch, resampling): numba compiles them here, or loads them from its cache, instead of inside
     a run that is timed."""
     import librosa
-    y = np.random.default_rng(0).standard_normal(66150).astype(np.float32)
-    librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_mels=96), ref=np.max)
+    y = np.random.default_rng(0).standard_normal(3 * config.SAMPLE_RATE).astype(np.float32)
+    librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=config.SAMPLE_RATE, n_mels=config.N_MELS), ref=np.max)
     librosa.effects.time_stretch(y, rate=1.1)
-    librosa.resample(y, orig_sr=22050, target_sr=16000)
+    librosa.resample(y, orig_sr=22_050, target_sr=config.SAMPLE_RATE)  # GTZAN's own rate to ours
 
 SPLITS = ("train", "valid", "test")
 NAMED = ("synthetic", "synthetic-small", "gtzan8")  # dataset names resolved in config.data_dir(), never in the current folder
