@@ -48,7 +48,8 @@ from pathlib import Path
 from autograder import measure as measuring
 from autograder import sandbox as sandboxing
 from autograder import thresholds, timing
-from autograder.course import ASSIGNMENT, SOLUTIONS, GradingError, run_nbgrader, write_config
+from autograder.checks.common import JUDGED_BY_GRADER
+from autograder.course import ASSIGNMENT, SOLUTIONS, GradingError, nbgrader_env, run_nbgrader, write_config
 from autograder.parts import PARTS
 from genrekit.config import SAMPLE_RATE
 from genrekit.progress import bar
@@ -67,7 +68,6 @@ FEEDBACK_OUTPUT_CHARS = 2_000  # of each output of a student's cell kept in the 
 LANES = 2                # parallel autograde runs per submission (their notebooks split by reference time)
 KERNEL_START = 2.0       # seconds a notebook's kernel takes to start and stop (for splitting notebooks)
 HELDOUT_SUFFIX = " (held-out set)"  # the dataset name shown for accuracies measured on the held-out set
-PROBES_TIMEOUT = 300.0   # seconds for the hidden checks' probes of one submission (at least the accuracy's limit)
 UNSANDBOXED = "graded WITHOUT sandbox (--no-sandbox): student code ran with the grader's rights"
 CSP = ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
        'style-src \'unsafe-inline\'">')
@@ -81,6 +81,7 @@ class Result:
     max_scores: dict = field(default_factory=dict)  # grade_id -> max points
     accuracy: dict = field(default_factory=dict)    # part -> measurement (or {"error": ...})
     problems: list = field(default_factory=list)    # one line each
+    checks: dict = field(default_factory=dict)      # grade_id -> why the grader's hidden check failed
     ignored: list = field(default_factory=list)     # submitted files left out of grading
     seconds: float = 0.0
     phases: dict = field(default_factory=dict)      # phase -> wall seconds (autograde, accuracy, feedback)
@@ -138,23 +139,18 @@ def cell_checks(source: Path = SOLUTIONS) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def recheck(result: "Result", verdicts: dict, lane_of: dict, student: str) -> None:
-    """A test cell keeps its points only when the grader's own verdict on each of its hidden checks
-    agrees (probes run on the submitted package, verdicts in the grader's process). A cell that passed
-    in the kernel but not here scores 0, and the row says so: the student's code rebound a check, or
-    their notebook does not use their package."""
-    notebook_of = {gid: nb for nb, gid, _ in grade_cells()}
+def apply_verdicts(result: "Result", verdicts: dict) -> None:
+    """The hidden checks are judged by the grader alone: in the autograde kernel their calls do nothing
+    (:data:`autograder.checks.common.JUDGED_BY_GRADER`); their probes run on the submitted package and
+    their verdicts in the grader's process. A test cell keeps the points the kernel gave it (its own
+    lines ran without error) only when the verdict of each check it calls passes; otherwise it scores 0
+    and ``result.checks`` says why (shown under the cell in the feedback, and in Gradescope's output)."""
     for gid, names in cell_checks().items():
         failed = [(n, reason) for n in names if (reason := verdicts.get(n, "not checked")) is not None]
-        if not failed or not result.scores.get(gid):
-            continue
-        name, reason = failed[0]
-        comment = f"Checked again by the grader outside your notebook: {reason}"
-        result.scores[gid] = 0.0
-        result.problems.append(f"{gid}: passed in the notebook, failed when the grader ran {name} itself ({reason})")
-        lane = lane_of.get(notebook_of[gid])
-        if lane is not None:
-            _set_score(lane.course / "gradebook.db", student, notebook_of[gid], gid, 0.0, comment)
+        if failed and result.scores.get(gid):  # a cell the kernel already failed shows its own error
+            name, reason = failed[0]
+            result.checks[gid] = f"{name}: {reason}"
+            result.scores[gid] = 0.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -402,9 +398,10 @@ def _plain_output(output: dict) -> dict:
     return nbformat.v4.new_output("stream", name="stdout", text=text)
 
 
-def sanitize_for_feedback(autograded: Path) -> None:
+def sanitize_for_feedback(autograded: Path, checks: dict | None = None) -> None:
     """Rewrite the autograded notebooks the feedback is made from: outputs as truncated plain text
-    (or PNG images), the student's own markdown escaped, no attachments, no raw cells."""
+    (or PNG images), the student's own markdown escaped, no attachments, no raw cells. ``checks``
+    (grade_id -> why the grader's hidden check failed) adds that line under its test cell."""
     import nbformat
     for nb_path in sorted(autograded.glob("*.ipynb")):
         nb = nbformat.read(nb_path, as_version=4)
@@ -412,6 +409,10 @@ def sanitize_for_feedback(autograded: Path) -> None:
             cell.pop("attachments", None)
             if cell.cell_type == "code":
                 cell.outputs = [_plain_output(o) for o in cell.get("outputs", [])][:20]
+                gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if checks and gid in checks:
+                    cell.outputs.append(nbformat.v4.new_output(
+                        "stream", name="stdout", text=f"Hidden check failed (run by the grader): {checks[gid]}\n"))
             elif cell.cell_type == "raw":
                 cell.source = html.escape(cell.source)
             elif cell.cell_type == "markdown" and not cell.metadata.get("nbgrader", {}).get("locked"):
@@ -499,29 +500,18 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
         checks = sorted({n for nb, gid, _ in grade_cells() if nb in present for n in cell_checks().get(gid, ())})
         part_ids = [p.id for p in PARTS]
         # accuracy is measured beside autograde (it reads the submitted files, autograde its own copies),
-        # in a sandbox user of its own; each lane has one too
+        # in a sandbox user of its own; each lane has one too. The hidden checks' probes run in the
+        # same child, first.
         measure_runner = sandbox.runner([], slot=slot + sandboxing.SLOTS, readable=[dest]) if sandbox else None
         acc_limit = accuracy_timeout or times.accuracy(float(tests.lengths.sum()) / SAMPLE_RATE)
-        # the hidden checks' probes: one more child beside them, a sandbox user of its own
-        probe_runner = sandbox.runner([], slot=slot + sandboxing.SLOTS * (2 + lanes), readable=[dest]) \
-            if sandbox else None
-        probe_limit = max(acc_limit, PROBES_TIMEOUT)
 
         def measure_all():
             t0 = time.perf_counter()
-            on_test = measuring.measure(dest, part_ids, tests, acc_limit, runner=measure_runner)
+            on_test = measuring.measure(dest, part_ids, tests, acc_limit, runner=measure_runner, checks=checks)
             on_heldout = None if heldout is None else \
                 measuring.measure(dest, part_ids, heldout, acc_limit, runner=measure_runner)
             result.phases["accuracy"] = round(time.perf_counter() - t0, 1)
             return on_test, on_heldout
-
-        def probe_all() -> dict:
-            if not checks:
-                return {}
-            t0 = time.perf_counter()
-            verdicts = measuring.measure(dest, [], tests, probe_limit, runner=probe_runner, checks=checks)["checks"]
-            result.phases["checks"] = round(time.perf_counter() - t0, 1)
-            return verdicts
 
         def autograde(i: int, notebooks: list[str]) -> Lane:
             lane = Lane(work / f"lane{i}", notebooks)
@@ -536,7 +526,7 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
             limit = autograde_timeout or times.autograde(notebooks)
             try:
                 run_nbgrader(lane.course, "autograde", ASSIGNMENT, f"--student={student}", "--force",
-                             timeout=limit, runner=runner)
+                             timeout=limit, runner=runner, env=nbgrader_env({JUDGED_BY_GRADER: "1"}))
             except GradingError as err:
                 lane.error = str(err)
             finally:
@@ -544,11 +534,11 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
                 lane.seconds = round(time.perf_counter() - t0, 1)
             return lane
 
-        with ThreadPoolExecutor(max_workers=len(groups) + 2) as pool:
-            measuring_job, probing_job = pool.submit(measure_all), pool.submit(probe_all)
+        with ThreadPoolExecutor(max_workers=len(groups) + 1) as pool:
+            measuring_job = pool.submit(measure_all)
             done = [job.result() for job in [pool.submit(autograde, i, g) for i, g in enumerate(groups)]]
             measured_all, heldout_all = measuring_job.result()
-            verdicts = probing_job.result()
+        verdicts = measured_all.pop("checks", {})
         result.phases["autograde"] = max((lane.seconds for lane in done), default=0.0)
         result.scores = {gid: 0.0 for _, gid, _ in grade_cells()}   # missing notebooks and failed lanes: 0
         result.max_scores = {gid: pts for _, gid, pts in grade_cells()}
@@ -563,7 +553,11 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
                 mine = {gid for nb, gid, _ in grade_cells() if nb in lane.notebooks}
                 result.scores.update({gid: v for gid, v in scores.items() if gid in mine})
                 lane_of.update({nb: lane for nb in lane.notebooks})
-        recheck(result, verdicts, lane_of, student)
+        apply_verdicts(result, verdicts)
+        notebook_of = {gid: nb for nb, gid, _ in grade_cells()}
+        for gid in result.checks:
+            if notebook_of[gid] in lane_of:
+                _set_score(lane_of[notebook_of[gid]].course / "gradebook.db", student, notebook_of[gid], gid, 0.0)
         public_all = None
         if heldout_all is not None:
             public_all, measured_all = measured_all, heldout_all
@@ -586,7 +580,7 @@ def grade_one(student: str, submitted: Path, template: Path, work: Path, tests: 
 
         def feedback(lane: Lane) -> str | None:
             try:
-                sanitize_for_feedback(lane.course / "autograded" / student / ASSIGNMENT)
+                sanitize_for_feedback(lane.course / "autograded" / student / ASSIGNMENT, result.checks)
                 run_nbgrader(lane.course, "generate_feedback", ASSIGNMENT, f"--student={student}",
                              timeout=times.feedback())
                 protect_feedback(lane.course / "feedback")
@@ -787,6 +781,7 @@ def _publish(out: Path, r: Result) -> None:
     dst = out / "feedback" / r.student / ASSIGNMENT
     dst.mkdir(parents=True, exist_ok=True)
     lines = [f"student: {r.student}", f"total: {r.total:g} of {sum(r.max_scores.values()):g}", f"status: {r.status}"]
+    lines += [f"{gid}: hidden check failed: {why}" for gid, why in r.checks.items()]
     lines += [m["comment"] for m in r.accuracy.values() if m.get("comment")]
     if r.ignored:
         lines.append(f"not graded (only notebooks, genre/*.py and checkpoints/*.pt are): {', '.join(r.ignored[:20])}"

@@ -161,8 +161,9 @@ class Sandbox:
 
     def env(self, base: dict | None = None, *, jupyter: bool = False) -> dict:
         """The environment inside: nothing of the host's but what running Python needs."""
+        from autograder.checks.common import JUDGED_BY_GRADER
         keep = ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS", "PYTHONWARNINGS", "OMP_WAIT_POLICY",
-                "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GENRE_QUICK", "NBGRADER_EXECUTION", "LANG")
+                "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GENRE_QUICK", "NBGRADER_EXECUTION", "LANG", JUDGED_BY_GRADER)
         env = {k: v for k, v in (base or os.environ).items() if k in keep}
         env.update({"PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
                     "HOME": "/tmp", "TMPDIR": "/tmp", "NUMBA_CACHE_DIR": NUMBA_INSIDE, "MPLCONFIGDIR": "/tmp/mpl",

@@ -67,8 +67,8 @@ def main() -> None:
     print(f"{'grade 1 submission, notebooks in 1 lane':<44}{t_lane:>9.1f}{t_lane:>16.1f}")
     print(f"{f'grade {n} copies, 1 job':<44}{t_serial:>9.1f}{t_serial / n:>16.1f}")
     print(f"{f'grade {n} copies, {args.jobs} jobs':<44}{t_par:>9.1f}{t_par / n:>16.1f}")
-    print(f"one submission: autograde {phases['autograde']:.1f} s (2 lanes), accuracy {phases['accuracy']:.1f} s and "
-          f"hidden checks' probes {phases['checks']:.1f} s (beside it), feedback {phases['feedback']:.1f} s; "
+    print(f"one submission: autograde {phases['autograde']:.1f} s (2 lanes), accuracy and hidden checks' probes "
+          f"{phases['accuracy']:.1f} s (beside it), feedback {phases['feedback']:.1f} s; "
           f"2 lanes are {t_lane / t_one:.2f}x faster than 1")
     print(f"sandbox cost per submission: {t_one - t_bare:+.1f} s (sandboxed {t_one:.1f} s, unsandboxed {t_bare:.1f} s)")
     print(f"submissions per hour: {3600 * n / t_serial:.0f} with 1 job, {3600 * n / t_par:.0f} with {args.jobs} jobs; "

@@ -332,7 +332,7 @@ def test_every_lane_is_published_and_no_scratch_copy_is_left(batch):
     assert {p.stem for p in (out / "autograded" / "reference" / ASSIGNMENT).glob("*.ipynb")} == notebooks
     assert {p.stem for p in (out / "submitted" / "reference" / ASSIGNMENT).glob("*.ipynb")} == notebooks
     assert all([p.name for p in (out / "work" / s).iterdir()] == ["result.json"] for s in results)
-    assert set(results["reference"].phases) == {"autograde", "accuracy", "checks", "feedback"}
+    assert set(results["reference"].phases) == {"autograde", "accuracy", "feedback"}
 
 
 def test_grade_command_errors_are_one_line(tmp_path):

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from autograder import grade as grading
+from autograder import measure
 from autograder import sandbox as sandboxing
 from autograder import thresholds
 from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, ROOT, SOLUTIONS
@@ -67,8 +68,8 @@ print("STDOUT", _try(lambda: _os.write(1, b"PK forged result channel")))
 
 # code added at the end of the solved genre/features.py: a plausible mistake (the mel magnitude, power=1,
 # in dB: it passes the visible tests) and the hidden check it fails, rebound in memory by the student's
-# package in every kernel that imports it. The in-kernel check then passes; the grader's own verdict
-# on the probe's record does not.
+# package in every kernel that imports it. It gains nothing: the grader judges the check on the probe's
+# record, outside the kernel.
 REBIND = """
 import librosa as _librosa
 def log_mel(y, sr=config.SAMPLE_RATE):
@@ -153,7 +154,7 @@ def hostile_batch(reference_run, tmp_path_factory):
     nbformat.write(nb, nb_path)
     # links, archives, names
     _submission(mixed, "h_link")
-    os.symlink("/work/main/solutions/gtzan_genre/genre/features.py", mixed / "h_link" / ASSIGNMENT / "genre" / "x.py")
+    os.symlink(PACKAGE / "features.py", mixed / "h_link" / ASSIGNMENT / "genre" / "x.py")
     os.symlink(mixed / "reference", mixed / "h_toplink")
     with zipfile.ZipFile(mixed / "h_escape.zip", "w") as zf:
         zf.writestr("../../evil.txt", "x")
@@ -190,7 +191,7 @@ def test_the_batch_completes_and_honest_grades_are_unchanged(hostile_batch):
     ("h_fork", "process limit 160 exceeded"),
     ("h_file", "output size limit 64 MB per file exceeded"),
     ("h_disk", "disk limit 400 MB exceeded"),
-    ("h_sleep", f"accuracy measurement took longer than {ACCURACY_TIMEOUT} s"),
+    ("h_sleep", f"accuracy measurement took longer than {ACCURACY_TIMEOUT + measure.PROBES_ALLOWANCE:.0f} s"),
     ("h_tampered", "test cell 'test_log_mel_shape' edited"),
     ("h_link", "symbolic link gtzan_genre/genre/x.py"),
     ("h_toplink", "is a symbolic link"),
@@ -217,14 +218,17 @@ def test_a_kernel_that_ends_costs_only_the_cells_after_it(hostile_batch):
 
 
 def test_a_check_rebound_in_memory_still_fails(hostile_batch):
-    """The student's package replaced check_log_mel_values in the kernel: the cell passed there, but the
-    grader ran the check's probe on the package and judged it itself, so the cell scores 0 and the row
-    says so; the other cells of the notebook keep their points."""
+    """The student's package replaced check_log_mel_values in the kernel: the grader ran the check's
+    probe on the package and judged it itself, so the cell scores 0 and the feedback, under the cell
+    and in the summary, says why; the other cells of the notebook keep their points."""
     mixed, out, _, _ = hostile_batch
     r = mixed["h_rebind"]
     assert r.scores["test_log_mel_db"] == 0, r.scores
-    assert "test_log_mel_db: passed in the notebook, failed when the grader ran part1.check_log_mel_values" in r.status
-    assert "differs from the expected log-mel" in r.status
+    assert r.checks["test_log_mel_db"].startswith("part1.check_log_mel_values: log_mel differs from the expected log-mel")
+    feedback = out / "feedback" / "h_rebind" / ASSIGNMENT
+    assert "Hidden check failed (run by the grader): part1.check_log_mel_values: log_mel differs" in \
+        (feedback / "1_baseline.html").read_text()
+    assert "test_log_mel_db: hidden check failed: part1.check_log_mel_values" in (feedback / "summary.txt").read_text()
     kept = {g: p for nb, g, p in grading.grade_cells() if nb == "1_baseline" and g not in ("test_log_mel_db", "test_accuracy")
             and not g.startswith("answer_")}
     assert {g: r.scores[g] for g in kept} == kept, r.scores

@@ -238,3 +238,13 @@ def test_checks_are_not_judged_when_the_child_dies(submission, tests):
     assert all(v.startswith("not checked: the grader's run of your code crashed") for v in out["checks"].values()), \
         out["checks"]
     assert "error" in out["part1_baseline"]
+
+
+def test_a_probe_that_ends_the_child_costs_the_checks_not_the_accuracy(submission, tests):
+    """log_mel ends the process on one input length (a probe's): the checks not yet probed fail, and the
+    parts are measured again in a fresh child without the probes."""
+    _edit(submission, "genre/features.py", '    """Log-mel spectrogram of a mono waveform',
+          '    if len(y) == 7_777:\n        __import__("os")._exit(3)\n    """Log-mel spectrogram of a mono waveform')
+    out = measure.measure(submission, ["part1_baseline"], tests, timeout=120, checks=PART1_CHECKS)
+    assert out["checks"]["part1.check_log_mel_shape"].startswith("not checked: the grader's run of your code crashed")
+    assert "accuracy" in out["part1_baseline"], out["part1_baseline"]

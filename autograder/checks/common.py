@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
 
 import numpy as np
@@ -63,12 +64,20 @@ def hidden(check):
 # imported first and may replace ``part1.check_log_mel_values`` in memory). So a check is written in
 # two halves. The *probe* calls the student's code on inputs the check chooses and returns what came
 # back as plain values (numbers, arrays, short strings): it asserts nothing. The *verdict* judges that
-# record and recomputes everything it can itself (the inputs, the expected outputs). In the notebook a
-# check runs both halves, one after the other, as before. The grader also runs every probe again in
-# the measurement sandbox, on the student's package, and every verdict in its own process
-# (:func:`judge`): a test cell keeps its points only when that verdict agrees. Forging a probe's record
-# means computing the right answer.
+# record and recomputes everything it can itself (the inputs, the expected outputs). Run by the
+# instructor (make reference, the tests), a check runs both halves in the notebook, one after the
+# other. When grading, the grader runs every probe in the measurement sandbox, on the student's
+# package, and every verdict in its own process (:func:`judge`); in the autograde kernel the call does
+# nothing (``JUDGED_BY_GRADER``), and a test cell keeps its points only when the verdicts pass.
+# Forging a probe's record means computing the right answer.
 
+# Set by the grader in the autograde kernels: there a check's call does nothing, because the grader
+# runs every probe on the submitted package in a child of its own and judges it outside the kernel
+# (:func:`autograder.grade.apply_verdicts`), so the kernel's result could add nothing but CPU time
+# (the probes' inputs, librosa's first use). A student who unsets it gains nothing: a cell keeps its
+# points only when the grader's verdicts pass. The instructor's own runs (make reference, the tests)
+# leave it unset and run both halves in the kernel.
+JUDGED_BY_GRADER = "GENRE_CHECKS_JUDGED_BY_GRADER"
 RECORD_LIMIT = 2 * 2**20  # bytes of one probe's record (a few KB are typical)
 # one verdict at a time in a process: some rebuild the probe's seeded networks from torch's global
 # random generator, which the grader's threads (one per submission graded at once) would otherwise share
@@ -107,6 +116,8 @@ class Check:
             return encode({ERROR: failure_message(err, self.probe.__name__)})
 
     def __call__(self, *objects) -> None:
+        if os.environ.get(JUDGED_BY_GRADER) == "1":
+            return None  # autograde: the grader probes the package and judges this check itself
         message = judge(self.name, self.record(*objects))
         if message is not None:
             raise AssertionError(message) from None

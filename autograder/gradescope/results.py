@@ -29,8 +29,8 @@ def results_json(result, cells, parts) -> dict:
         score = result.scores.get(gid)
         if score is None:
             output = "graded by hand after the deadline"
-        else:
-            output = ""
+        else:  # a hidden check the grader judged failed: why
+            output = result.checks.get(gid, "")
         part = next((p for p in parts if p.cell == gid), None)
         if part is not None:
             output = str(result.accuracy.get(part.id, {}).get("comment", ""))
