@@ -219,11 +219,12 @@ PROBE_SECONDS = 20  # each check's probe, wall clock (the reference's slowest ta
 PROBES_ALLOWANCE = 60.0  # seconds the probes add to the measurement's limit (the reference's 44 take 6 s)
 
 
-def run_probes(submission: Path, names, seconds: float = PROBE_SECONDS, emit=None) -> dict[str, bytes]:
+def run_probes(submission: Path, names, seconds: float = PROBE_SECONDS, emit=None) -> tuple[dict[str, bytes], str | None]:
     """The encoded record of each hidden check's probe on the student's package (a failure to import
     the student's object, any error of their code, or a probe running past ``seconds`` is encoded as
-    that check's failure). ``emit(name, record)`` is called as each one is made (the child sends it
-    at once: a run cut short keeps the records made before)."""
+    that check's failure), and why the student's package could not be imported in time (None when it
+    could). ``emit(name, record)`` is called as each one is made (the child sends it at once: a run
+    cut short keeps the records made before)."""
     import signal
 
     from autograder.checks import common
@@ -266,7 +267,7 @@ def run_probes(submission: Path, names, seconds: float = PROBE_SECONDS, emit=Non
                 emit(name, records[name])
     finally:
         signal.signal(signal.SIGALRM, previous)
-    return records
+    return records, hung
 
 
 def _training_sources(ckpt: dict):
@@ -297,9 +298,12 @@ def child_main(argv=None) -> int:
     with os.fdopen(result_fd, "wb") as out:
         # the checks' probes first (small inputs, seconds): their records reach the grader even when
         # the accuracy measurement that follows runs out of time
-        run_probes(submission, request.get("checks", []), float(request.get("probe_seconds", PROBE_SECONDS)),
-                   emit=lambda name, raw: _write_frame(out, {f"check:{name}": np.frombuffer(raw, dtype=np.uint8)}))
-        results, facts = run_child(submission, request, inputs)
+        _, hung = run_probes(submission, request.get("checks", []), float(request.get("probe_seconds", PROBE_SECONDS)),
+                             emit=lambda name, raw: _write_frame(out, {f"check:{name}": np.frombuffer(raw, dtype=np.uint8)}))
+        if hung:  # an import that never ends would only run out the measurement's time limit
+            results, facts = {}, {spec["id"]: {"error": f"{hung} (an endless loop at import?)"} for spec in request["parts"]}
+        else:
+            results, facts = run_child(submission, request, inputs)
         _write_frame(out, {"facts": np.frombuffer(json.dumps(facts).encode(), dtype=np.uint8), **results})
     return 0
 

@@ -22,6 +22,7 @@ from autograder import measure
 from autograder import sandbox as sandboxing
 from autograder import thresholds
 from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, ROOT, SOLUTIONS
+from autograder.parts import PARTS
 from conftest import TEST_DATA
 
 pytestmark = pytest.mark.skipif(sandboxing.bwrap_path() is None, reason=sandboxing.INSTALL_HINT)
@@ -54,9 +55,9 @@ def _try(f):
 print("<script>alert('feedback')</script>")
 print("NET", _try(lambda: _s.create_connection(("1.1.1.1", 80), timeout=2)))
 print("LOOP", _try(lambda: _s.create_connection(("127.0.0.1", 22), timeout=2)))
-for _p in ["/work", "/work/main/solutions", "/root", _os.environ.get("GENREKIT_DATA_DIR", "/none")] + _g.glob("/tmp/**/result.json", recursive=True):
+for _p in [_os.path.dirname(_ROOT), _ROOT + "/solutions", "/root", _os.environ.get("GENREKIT_DATA_DIR", "/none")] + _g.glob("/tmp/**/result.json", recursive=True):
     print("READ", _p, _try(lambda: _os.listdir(_p)))
-for _p in _g.glob("/opt/genre-grader/autograder/checks/*") + ["/work/main/autograder/thresholds.json"]:
+for _p in _g.glob("/opt/genre-grader/autograder/checks/*") + [_ROOT + "/autograder/thresholds.json"]:
     print("WRITE", _p, _try(lambda: open(_p, "w").write("pass")))
     print("SOURCE", _p, _try(lambda: open(_p.replace(".pyc", ".py")).read()[:200]))
 print("UP", _try(lambda: open("../../../gradebook.db", "w").write("x")))
@@ -64,6 +65,9 @@ print("UP2", _try(lambda: [open(p, "w").write("{}") for p in _g.glob("../../../.
 print("STDOUT", _try(lambda: _os.write(1, b"PK forged result channel")))
 ''',
 }
+
+
+HOSTILE["h_spy"] = f"_ROOT = {str(ROOT)!r}  # the grader's own folder, wherever the project is\n" + HOSTILE["h_spy"]
 
 
 # code added at the end of the solved genre/features.py: a plausible mistake (the mel magnitude, power=1,
@@ -122,22 +126,22 @@ def _tree_checksum() -> str:
     return h.hexdigest()
 
 
-def _parts_with_thresholds(monkeypatch):
-    """Grade the parts that have thresholds (parts still being added have none yet)."""
-    table = thresholds.load()
-    monkeypatch.setattr(grading, "PARTS", tuple(p for p in grading.PARTS if p.id in table))
+def _part1_only(monkeypatch):
+    """Measure part 1 only: a hostile import acts in the measurement child before any part is measured,
+    so the other parts would cost grading time and show nothing new (every part's measurement is
+    exercised in tests/test_grader.py)."""
+    monkeypatch.setattr(grading, "PARTS", PARTS[:1])
 
 
 @pytest.fixture(scope="module")
 def hostile_batch(reference_run, tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    _parts_with_thresholds(mp)
+    _part1_only(mp)
     ckpts = reference_run / "checkpoints"
     mixed = tmp_path_factory.mktemp("mixed")
-    _submission(mixed, "reference", ckpts=ckpts)
+    _submission(mixed, "reference", ckpts=ckpts, notebooks=("1_baseline",))
     for student, prefix in HOSTILE.items():
-        _submission(mixed, student, prefix=prefix, ckpts=ckpts,
-                    notebooks=None if student == "h_spy" else ("1_baseline",))
+        _submission(mixed, student, prefix=prefix, ckpts=ckpts, notebooks=("1_baseline",))
     _submission(mixed, "h_rebind", suffix=REBIND, ckpts=ckpts, notebooks=("1_baseline",))
     # a notebook whose test cell was edited into a pass, with its points raised
     nb_path = _submission(mixed, "h_tampered", ckpts=ckpts, notebooks=("1_baseline",)) / "1_baseline.ipynb"
@@ -175,10 +179,11 @@ def hostile_batch(reference_run, tmp_path_factory):
 
 
 def test_the_batch_completes_and_honest_grades_are_unchanged(hostile_batch):
-    """Beside the hostile rows, the reference still gets every automatic point, as in the batch of
-    tests/test_grader.py, which has no hostile submission (and where the blank version gets none)."""
+    """Beside the hostile rows, the reference (its part 1 notebook, like the hostile submissions) still
+    gets every automatic point, as in the batch of tests/test_grader.py, which has no hostile submission
+    (and where the blank version gets none)."""
     mixed, out, _, _ = hostile_batch
-    auto = {gid: pts for _, gid, pts in grading.grade_cells() if not gid.startswith("answer_")}
+    auto = {gid: pts for nb, gid, pts in grading.grade_cells() if nb == "1_baseline" and not gid.startswith("answer_")}
     assert mixed["reference"].status == "ok", mixed["reference"].status
     assert {g: mixed["reference"].scores[g] for g in auto} == auto
     with open(out / "grades.csv") as f:
@@ -191,7 +196,7 @@ def test_the_batch_completes_and_honest_grades_are_unchanged(hostile_batch):
     ("h_fork", "process limit 160 exceeded"),
     ("h_file", "output size limit 64 MB per file exceeded"),
     ("h_disk", "disk limit 400 MB exceeded"),
-    ("h_sleep", f"accuracy measurement took longer than {ACCURACY_TIMEOUT + measure.PROBES_ALLOWANCE:.0f} s"),
+    ("h_sleep", f"took longer than {measure.PROBE_SECONDS} s (an endless loop at import?)"),
     ("h_tampered", "test cell 'test_log_mel_shape' edited"),
     ("h_link", "symbolic link gtzan_genre/genre/x.py"),
     ("h_toplink", "is a symbolic link"),
@@ -211,7 +216,7 @@ def test_a_kernel_that_ends_costs_only_the_cells_after_it(hostile_batch):
     cells = [(gid, pts) for nb, gid, pts in grading.grade_cells() if nb == "2_segments" and not gid.startswith("answer_")]
     ids = [gid for gid, _ in cells]
     before, after = ids[:ids.index(EXIT_AFTER) + 1], ids[ids.index(EXIT_AFTER) + 1:]
-    accuracy_cell = next(p.cell for p in grading.PARTS if p.notebook == "2_segments")
+    accuracy_cell = next(p.cell for p in PARTS if p.notebook == "2_segments")
     assert "the kernel ended in 2_segments cell" in r.status, r.status
     assert all(r.scores[g] == dict(cells)[g] > 0 for g in before), r.scores
     assert all(r.scores[g] == 0 for g in after if g != accuracy_cell), r.scores  # accuracy: measured by the grader
@@ -263,7 +268,7 @@ def test_spy_found_nothing_and_feedback_is_inert(hostile_batch):
     autograded = out / "autograded" / "h_spy" / ASSIGNMENT / "1_baseline.ipynb"
     text = autograded.read_text()
     assert "NET blocked" in text and "LOOP blocked" in text
-    assert "READ /work/main/solutions blocked" in text and "'gtzan_genre'" not in text
+    assert f"READ {ROOT}/solutions blocked" in text and "'gtzan_genre'" not in text
     assert "SOURCE" in text and "def check_" not in text
 
 

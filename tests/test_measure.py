@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -248,3 +249,16 @@ def test_a_probe_that_ends_the_child_costs_the_checks_not_the_accuracy(submissio
     out = measure.measure(submission, ["part1_baseline"], tests, timeout=120, checks=PART1_CHECKS)
     assert out["checks"]["part1.check_log_mel_shape"].startswith("not checked: the grader's run of your code crashed")
     assert "accuracy" in out["part1_baseline"], out["part1_baseline"]
+
+
+def test_an_import_that_never_ends_costs_one_probe_limit(submission, tests, monkeypatch):
+    """A package that sleeps at import: the first probe's time limit stops it, every check fails, and
+    the parts are not measured (their one-line reason says why) instead of running out the limit."""
+    monkeypatch.setattr(measure, "PROBE_SECONDS", 3)
+    _edit(submission, "genre/features.py", "from __future__ import annotations\n",
+          "from __future__ import annotations\nimport time as _t\n_t.sleep(100000)\n")
+    start = time.perf_counter()
+    out = measure.measure(submission, ["part1_baseline"], tests, timeout=120, checks=PART1_CHECKS)
+    assert time.perf_counter() - start < 60, "stopped at the probe's limit, not the measurement's"
+    assert all(v for v in out["checks"].values()), out["checks"]
+    assert out["part1_baseline"]["error"].endswith("took longer than 3 s (an endless loop at import?)"), out
