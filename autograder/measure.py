@@ -198,6 +198,7 @@ def _plain_probs(probs, n: int, what: str) -> np.ndarray:
 def run_child(submission: Path, request: dict, inputs: dict) -> tuple[dict, dict]:
     """Measure the requested parts with the student's code: ({part: probs}, {part: facts or error})."""
     results, facts = {}, {}
+    inputs = {**inputs, "measured": {}}  # part -> (probs, info) measured so far: a late fusion reuses its members'
     for spec in request["parts"]:
         part = parts_mod.get(spec["id"])
         try:
@@ -205,6 +206,7 @@ def run_child(submission: Path, request: dict, inputs: dict) -> tuple[dict, dict
             probs, info, ckpt = PIPELINES[part.pipeline](part, submission, ckpt_path, inputs)
             what = part.code.get("aggregate", part.code["model"])
             results[part.id] = _plain_probs(probs, len(inputs["audio"]), what)
+            inputs["measured"][part.id] = (results[part.id].copy(), info)
             facts[part.id] = {"checkpoint_dataset": str(ckpt.get("dataset", "")), **info}
             if "training_sources" in part.audits:
                 facts[part.id]["training_sources"] = _training_sources(ckpt)

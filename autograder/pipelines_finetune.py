@@ -134,7 +134,8 @@ def pipeline_late_fusion(part, submission: Path, ckpt_path: Path, inputs: dict):
     Reads ``extra["late_fusion"]["members"]`` ({part id: weight}) from ``ckpt_path``; every member must
     be a registered part other than ``part`` (and not itself a late fusion), the weights finite, >= 0
     and summing to 1. Each member is measured by its own pipeline on its own checkpoint in the
-    submission (with the inputs it declares: a member needing musicnn frames needs them in ``inputs``).
+    submission (with the inputs it declares: a member needing musicnn frames needs them in ``inputs``),
+    unless the same run measured it already as a part of its own (``inputs["measured"]``).
     Returns ``(probs, info, ckpt)``: ``info["members"]`` the weights, ``info["member_info"]`` what each
     member's pipeline reported, ``info["start_weights"]`` that of a member that reports one.
     Raises MeasureError (one line naming the file or the member and what is wrong).
@@ -160,8 +161,11 @@ def pipeline_late_fusion(part, submission: Path, ckpt_path: Path, inputs: dict):
         if pipeline is None:
             raise measure.MeasureError(f"member {name}: no measurement pipeline '{member.pipeline}'")
         try:
-            member_path = Path(os.path.relpath(submission / member.checkpoint))  # named as the student knows it
-            probs, info, _ = pipeline(member, submission, member_path, inputs)
+            if name in inputs.get("measured", {}):  # measured earlier in this run, as its own part
+                probs, info = inputs["measured"][name]
+            else:
+                member_path = Path(os.path.relpath(submission / member.checkpoint))  # named as the student knows it
+                probs, info, _ = pipeline(member, submission, member_path, inputs)
             what = member.code.get("aggregate", member.code.get("model", name))
             probs = measure._plain_probs(probs, n, what).astype(np.float64)
         except Exception as err:  # the member's own reason, prefixed by the member

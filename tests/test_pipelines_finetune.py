@@ -174,6 +174,22 @@ def test_the_final_model_is_the_weighted_sum_of_its_members(submission, inputs, 
     assert ckpt["model"]["class"] == "genre.final.LateFusion"
 
 
+def test_members_measured_in_the_same_run_are_reused(submission, inputs, monkeypatch):
+    """The measurement child measures every part before the final model: the final model sums the
+    probabilities its members got as parts (run_child's ``inputs["measured"]``), without running them again."""
+    save_resnet(submission), save_cnn(submission)
+    final_path = save_final(submission, {RESNET.id: 0.25, "part3_augmented": 0.75})
+    n = len(inputs["audio"])
+    rng = np.random.default_rng(0)
+    measured = {RESNET.id: (rng.dirichlet(np.ones(8), n).astype(np.float32), {"start_weights": "random"}),
+                "part3_augmented": (rng.dirichlet(np.ones(8), n).astype(np.float32), {"segment_seconds": 1.0})}
+    monkeypatch.setitem(measure.PIPELINES, "segments", lambda *a: pytest.fail("part 3 measured again"))
+    monkeypatch.setitem(measure.PIPELINES, "resnet", lambda *a: pytest.fail("the ResNet measured again"))
+    probs, info, _ = pf.pipeline_late_fusion(FINAL, submission, final_path, {**inputs, "measured": measured})
+    assert np.allclose(probs, 0.25 * measured[RESNET.id][0] + 0.75 * measured["part3_augmented"][0], atol=1e-6)
+    assert info["start_weights"] == "random"
+
+
 def test_a_member_is_measured_again_when_its_checkpoint_changed(submission, inputs):
     resnet_path = save_resnet(submission, seed=0)
     save_cnn(submission)
