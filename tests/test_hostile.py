@@ -184,8 +184,9 @@ def test_the_batch_completes_and_honest_grades_are_unchanged(hostile_batch):
     (and where the blank version gets none)."""
     mixed, out, _, _ = hostile_batch
     auto = {gid: pts for nb, gid, pts in grading.grade_cells() if nb == "1_baseline" and not gid.startswith("answer_")}
-    assert mixed["reference"].status == "ok", mixed["reference"].status
-    assert {g: mixed["reference"].scores[g] for g in auto} == auto
+    ref = mixed["reference"]
+    assert ref.problems and all(p.endswith("notebook missing") for p in ref.problems), ref.status  # parts 2-5's
+    assert {g: ref.scores[g] for g in auto} == auto
     with open(out / "grades.csv") as f:
         ids = [row["student_id"] for row in csv.DictReader(f)]
     assert len(ids) == len(set(ids)) == len(mixed), "each student once in grades.csv"
