@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -111,16 +112,39 @@ class Check:
     def record(self, *objects) -> bytes:
         """Run the probe on the student's objects: the encoded record, or the encoded failure."""
         try:
-            return encode(self.probe(*objects))
+            with random_state_kept():
+                return encode(self.probe(*objects))
         except BaseException as err:  # the student's code raised, or its output is not plain data
             return encode({ERROR: failure_message(err, self.probe.__name__)})
 
     def __call__(self, *objects) -> None:
         if os.environ.get(JUDGED_BY_GRADER) == "1":
             return None  # autograde: the grader probes the package and judges this check itself
-        message = judge(self.name, self.record(*objects))
+        with random_state_kept():
+            message = judge(self.name, self.record(*objects))
         if message is not None:
             raise AssertionError(message) from None
+
+
+@contextlib.contextmanager
+def random_state_kept():
+    """The global random generators (torch's, numpy's legacy one, Python's) as they were before.
+
+    Probes and verdicts seed torch's generator to build their own small networks. In the instructor's
+    run (make reference, calibration) the hidden cells run in the notebook between the training cells:
+    without this, what a notebook trains after a check would depend on the check's seeds, not the
+    notebook's, and would differ from a student's run, which has no hidden cells."""
+    import random
+
+    import torch
+    np_state, py_state = np.random.get_state(), random.getstate()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 def get(name: str) -> Check:
