@@ -7,6 +7,9 @@ Rows:
 - musicnn (genrekit, PyTorch): seconds per 30 s clip (log-mel + network, MSD_musicnn max_pool, 10
   segments) once the weights are loaded, alone and as 8 clips per ``embed_batch`` call; the first
   call (weights converted or read from the cache) separately;
+- musicnn's arithmetic floor: the network's multiply-accumulates per 30 s clip (counted from its layer
+  shapes: 14.0 G, 70 % of them in the two timbral blocks) divided by this machine's float32 rate on a
+  large matrix product, and the share of that rate the network reaches;
 - musicnn (TensorFlow version), only when TensorFlow is installed (``make musicnn-check`` builds
   ``.venv-tf`` with it): ``data_scripts/musicnn_tf.py``, the implementation the port replaced, timed
   in a subprocess in the same run, and the speed ratio of the two; without TensorFlow the absolute
@@ -84,6 +87,32 @@ def bench_musicnn_ours(y: np.ndarray, repeats: int) -> dict:
         "logmel_s": median_time(lambda: musicnn.log_mel(y), repeats),
         "network_s": median_time(lambda: musicnn.embed_patches(spec), repeats),
     }
+
+
+def musicnn_macs_per_patch() -> int:
+    """Multiply-accumulates of one musicnn forward pass on a 3 s patch (187 frames x 96 mels), counted
+    from the layers' shapes: the timbral filters at every mel position, the temporal filters on every
+    band, the mid-end's 1-D convolutions, the back end's dense layers."""
+    from genrekit import musicnn
+    net, frames, mels = musicnn.Musicnn(), musicnn.frames_per_segment(3.0), musicnn.N_MELS
+    macs = 0
+    for block in net.frontend.timbral:
+        filters, _, height, width = block.conv.weight.shape
+        macs += filters * height * width * (mels - height + 1) * frames
+    for block in net.frontend.temporal:
+        filters, _, width = block.conv.weight.shape
+        macs += filters * width * mels * frames
+    for block in (net.midend.conv1, net.midend.conv2, net.midend.conv3):
+        out_ch, in_ch, width = block.conv.weight.shape
+        macs += out_ch * in_ch * width * frames
+    return macs + net.backend.dense.weight.numel() + net.backend.logits.weight.numel()
+
+
+def matmul_macs_per_second(size: int = 2048, repeats: int = 10) -> float:
+    """This machine's float32 rate on a large matrix product with torch's threads: the practical peak."""
+    import torch
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return size ** 3 / median_time(lambda: a @ b, repeats)
 
 
 def tensorflow_installed() -> bool:
@@ -196,6 +225,12 @@ def main(argv=None) -> int:
              f"cpu {ours['clip_cpu_s']:.3f} s; log-mel {ours['logmel_s']:.3f} + network {ours['network_s']:.3f}; "
              f"{ours['batch8_clip_s']:.3f} per clip in batches of 8; first call {ours['startup_s']:.1f} s"
              + ("" if with_tf else "; no TensorFlow here, so no ratio (run this in the .venv-tf of make musicnn-check)"))]
+    clip_macs = musicnn_macs_per_patch() * int(CLIP_SECONDS // 3)
+    peak = matmul_macs_per_second()
+    floor = clip_macs / peak
+    rows.append(("musicnn network, arithmetic floor", "s per 30 s clip", f"{floor:.3f}",
+                 f"{clip_macs / 1e9:.2f} G multiply-accumulates per clip at this machine's float32 matmul rate "
+                 f"({peak / 1e9:.0f} G/s, 2048^3 product); the network runs at {floor / ours['network_s']:.0%} of it"))
     if with_tf:
         tf = bench_musicnn_tensorflow(y, args.repeats)
         if "clip_s" in tf:
