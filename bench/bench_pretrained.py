@@ -8,7 +8,7 @@ Rows:
   segments) once the weights are loaded, alone and as 8 clips per ``embed_batch`` call; the first
   call (weights converted or read from the cache) separately;
 - musicnn's arithmetic floor: the network's multiply-accumulates per 30 s clip (counted from its layer
-  shapes: 14.0 G, 70 % of them in the two timbral blocks) divided by this machine's float32 rate on a
+  shapes: 14.0 G, about 80 % of them in the two timbral blocks) divided by this machine's float32 rate on a
   large matrix product, and the share of that rate the network reaches;
 - musicnn (TensorFlow version), only when TensorFlow is installed (``make musicnn-check`` builds
   ``.venv-tf`` with it): ``data_scripts/musicnn_tf.py``, the implementation the port replaced, timed
