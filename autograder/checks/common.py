@@ -112,15 +112,14 @@ class Check:
     def record(self, *objects) -> bytes:
         """Run the probe on the student's objects: the encoded record, or the encoded failure."""
         try:
-            with random_state_kept():
-                return encode(self.probe(*objects))
+            return encode(self.probe(*objects))
         except BaseException as err:  # the student's code raised, or its output is not plain data
             return encode({ERROR: failure_message(err, self.probe.__name__)})
 
     def __call__(self, *objects) -> None:
         if os.environ.get(JUDGED_BY_GRADER) == "1":
             return None  # autograde: the grader probes the package and judges this check itself
-        with random_state_kept():
+        with random_state_kept():  # the probe and the verdict both seed torch
             message = judge(self.name, self.record(*objects))
         if message is not None:
             raise AssertionError(message) from None
@@ -133,7 +132,8 @@ def random_state_kept():
     Probes and verdicts seed torch's generator to build their own small networks. In the instructor's
     run (make reference, calibration) the hidden cells run in the notebook between the training cells:
     without this, what a notebook trains after a check would depend on the check's seeds, not the
-    notebook's, and would differ from a student's run, which has no hidden cells."""
+    notebook's, and would differ from a student's run, which has no hidden cells. (The grader's own
+    processes train nothing: its probes and verdicts run without it.)"""
     import random
 
     import torch
