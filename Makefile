@@ -19,7 +19,7 @@ export PYTHONWARNINGS := ignore
 # OpenMP busy-waiting makes torch 6-60x slower whenever another process is busy (measured): wait passively
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: sandbox gradescope venv reference test release grade calibrate timing data data-gtzan bench musicnn-check clean
+.PHONY: sandbox gradescope venv reference test release grade calibrate gains timing data data-gtzan bench musicnn-check clean
 
 venv: $(STAMP)
 
@@ -59,6 +59,10 @@ grade: $(STAMP) sandbox
 
 calibrate: $(STAMP)
 	$(PY) -m autograder calibrate --data $(DATA) --seeds $(SEEDS) $(if $(PARTS),--parts $(PARTS))
+
+# each part's gain over the parts it builds on, on the seed folders make calibrate left (gains.json)
+gains: $(STAMP)
+	$(PY) -m autograder gains --data $(DATA)
 
 # the reference's own grading time (after make reference): autograder/timing.json, the time limits' base
 timing: $(STAMP) sandbox

@@ -4,6 +4,7 @@
     python -m autograder grade SUBMISSIONS --out DIR [--data SPEC] [--jobs N] [--cell-timeout S] [--no-sandbox]
     python -m autograder reference [--data SPEC] [--out DIR]
     python -m autograder calibrate [--data SPEC] [--seeds N] [--parts PART ...]
+    python -m autograder gains [--data SPEC] [--out DIR]    each part's gain over the parts it builds on
 
 Every command exits 0 when it did its job, else non-zero with a one-line reason on stderr.
 """
@@ -53,6 +54,11 @@ def _calibrate(args) -> int:
     return reference.calibrate(args.data, args.seeds, args.out, args.parts or None)
 
 
+def _gains(args) -> int:
+    from autograder import gains
+    return gains.run(args.data, args.out)
+
+
 def _timing(args) -> int:
     from autograder import reference
     return reference.record_timing(args.data, args.out, args.runs)
@@ -88,17 +94,18 @@ def main(argv=None) -> int:
     p.set_defaults(run=_grade)
     for name, helptext in (("reference", "run the reference solution end to end and grade it"),
                            ("calibrate", "re-run the reference over seeds and rewrite the thresholds"),
-                           ("timing", "grade the executed reference a few times and rewrite autograder/timing.json")):
+                           ("timing", "grade the executed reference a few times and rewrite autograder/timing.json"),
+                           ("gains", "measure a calibration's seed folders: each part's gain over the parts it builds on")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--data", default="synthetic")
-        p.add_argument("--out", type=Path, default=Path("out") / ("reference" if name == "timing" else name))
+        p.add_argument("--out", type=Path, default=Path("out") / {"timing": "reference", "gains": "calibrate"}.get(name, name))
         if name == "timing":
             p.add_argument("--runs", type=int, default=3)
         if name == "calibrate":
             p.add_argument("--parts", nargs="*", help="only these parts (their notebooks re-run on the seed "
                                                       "folders an earlier calibration left in OUT)")
             p.add_argument("--seeds", type=int, default=3)
-        p.set_defaults(run={"reference": _reference, "calibrate": _calibrate, "timing": _timing}[name])
+        p.set_defaults(run={"reference": _reference, "calibrate": _calibrate, "timing": _timing, "gains": _gains}[name])
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -442,7 +442,8 @@ def test_set(data_spec: str, workdir: Path | None = None, seed: int | None = Non
                    [kept[i] for i in order])
 
 
-def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None, checks=()) -> dict:
+def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None, checks=(),
+            keep_probs: bool = False) -> dict:
     """Accuracy of each part of the submission in ``folder``: {part: metrics + facts, or {"error": ...}}.
 
     The student's code runs in one child process for all parts, with a time limit (``runner``:
@@ -451,18 +452,20 @@ def measure(folder: Path, part_ids, tests: TestSet, timeout: float, runner=None,
     by ``PROBES_ALLOWANCE``); their verdicts, judged here, come back under ``out["checks"]``:
     {check: None when it passed, else one line}. A child that ends before its last probe (a probe
     crashed or hung it) costs the checks not probed, never the accuracy: the parts are measured
-    again in a fresh child. Never raises.
+    again in a fresh child. ``keep_probs``: each measured part's result also holds its validated test
+    probabilities under ``"probs"`` (clips in ``tests``' order; for the instructor's reports, never
+    written to a student's row). Never raises.
     """
     part_ids = list(part_ids)
     folder = Path(folder).resolve()
     limit = timeout + (PROBES_ALLOWANCE if checks else 0.0)
     res, records, response = _run(folder, part_ids, tests, limit, runner, checks)
-    out = _parts(res, response, part_ids, tests, limit)
+    out = _parts(res, response, part_ids, tests, limit, keep_probs)
     if checks:
         out["checks"] = _verdicts(records, checks, res, limit)
         if response is None and part_ids and len(records) < len(checks):
             res, _, response = _run(folder, part_ids, tests, timeout, runner)
-            out.update(_parts(res, response, part_ids, tests, timeout))
+            out.update(_parts(res, response, part_ids, tests, timeout, keep_probs))
     return out
 
 
@@ -511,7 +514,8 @@ def _verdicts(records: dict, checks, res, timeout: float) -> dict:
     return {name: common.judge(name, records[name]) if name in records else missing for name in checks}
 
 
-def _parts(res, response: tuple | None, part_ids: list, tests: TestSet, timeout: float) -> dict:
+def _parts(res, response: tuple | None, part_ids: list, tests: TestSet, timeout: float,
+           keep_probs: bool = False) -> dict:
     """Each part's metrics from the child's (facts, probabilities), or {"error": ...}."""
     from autograder.course import strip_ansi
     from genrekit import metrics
@@ -541,6 +545,8 @@ def _parts(res, response: tuple | None, part_ids: list, tests: TestSet, timeout:
             result.update({k: v for k, v in fact.items() if k != "training_sources"})
             result["dataset"] = tests.spec
             result["predicted_classes"] = int(len(set(probs.argmax(1).tolist())))
+            if keep_probs:
+                result["probs"] = probs
             out[p] = result
     return out
 

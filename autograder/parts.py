@@ -15,7 +15,9 @@ An entry says:
 - ``audits``: checks of the checkpoint's provenance made by the grader, with the labels and ids it holds
   (:data:`autograder.measure.AUDITS`), e.g. that no validation or test clip was a training source;
 - ``inputs``: what the measurement child receives per test clip besides nothing else: ``"audio"``
-  always, ``"musicnn"`` (frame embeddings computed by the grader with the toolkit) for parts that use them.
+  always, ``"musicnn"`` (frame embeddings computed by the grader with the toolkit) for parts that use them;
+- ``builds_on``: the parts whose reference it must beat by more than the spread over seeds (the
+  lesson's claim, checked on the calibration's seeds by :mod:`autograder.gains`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Part:
     code: dict = field(default_factory=dict)
     audits: tuple = ()
     inputs: tuple = ("audio",)
+    builds_on: tuple = ()
 
 
 PARTS: tuple[Part, ...] = (
@@ -43,29 +46,32 @@ PARTS: tuple[Part, ...] = (
     Part(id="part2_segments", title="2 segments, mean of probabilities", notebook="2_segments",
          cell="test_accuracy_segments", checkpoint="checkpoints/part2_segments.pt", pipeline="segments",
          code={"model": "genre.models.BaselineCNN", "features": "genre.features.log_mel",
-               "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"}),
+               "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"},
+         builds_on=("part1_baseline",)),
     Part(id="part3_augmented", title="3 segments + offline augmentation", notebook="3_augmentation",
          cell="test_accuracy_augmented", checkpoint="checkpoints/part3_augmented.pt", pipeline="segments",
          code={"model": "genre.models.BaselineCNN", "features": "genre.features.log_mel",
                "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"},
-         audits=("training_sources",)),
+         audits=("training_sources",), builds_on=("part2_segments",)),
     Part(id="part4_mlp", title="4 MLP on musicnn embeddings", notebook="4_musicnn_fusion",
          cell="test_accuracy_mlp", checkpoint="checkpoints/part4_mlp.pt", pipeline="mlp",
          code={"model": "genre.fusion.EmbeddingMLP", "pool": "genre.fusion.pool_frames"},
-         inputs=("audio", "musicnn")),
+         inputs=("audio", "musicnn"), builds_on=("part3_augmented",)),
     Part(id="part4_fusion", title="4 fusion: CNN + musicnn", notebook="4_musicnn_fusion",
          cell="test_accuracy_fusion", checkpoint="checkpoints/part4_fusion.pt", pipeline="fusion",
          code={"model": "genre.fusion.FusionNet", "features": "genre.features.log_mel",
                "segment": "genre.segments.segment_clips", "pool": "genre.fusion.pool_frames",
                "aggregate": "genre.segments.clip_probabilities"},
-         inputs=("audio", "musicnn")),
+         inputs=("audio", "musicnn"), builds_on=("part3_augmented", "part4_mlp")),
     Part(id="part5_resnet", title="5 ResNet finetuned on log-mels", notebook="5_finetune",
          cell="test_accuracy_resnet", checkpoint="checkpoints/part5_resnet.pt", pipeline="resnet",
          code={"model": "genre.finetune.ResNetClassifier", "features": "genre.features.log_mel",
-               "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"}),
+               "segment": "genre.segments.segment_clips", "aggregate": "genre.segments.clip_probabilities"},
+         builds_on=("part3_augmented",)),
     Part(id="part5_final", title="5 final: late fusion", notebook="5_finetune",
          cell="test_accuracy_final", checkpoint="checkpoints/part5_final.pt", pipeline="late_fusion",
-         code={"model": "genre.final.LateFusion"}, inputs=("audio", "musicnn")),
+         code={"model": "genre.final.LateFusion"}, inputs=("audio", "musicnn"),
+         builds_on=("part4_fusion", "part5_resnet")),
 )
 
 BY_ID: dict[str, Part] = {p.id: p for p in PARTS}

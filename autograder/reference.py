@@ -6,7 +6,8 @@ parameters, notebook seconds). On a dataset without thresholds it measures the p
 accuracies and how to calibrate, and exits 0. Outputs go to ``OUT/<dataset>/`` so runs on different
 datasets never overwrite each other.
 calibrate: execute the reference notebooks over several seeds, measure every part's checkpoint with
-the grader's own label-blind measurement, and write that dataset's entries in ``thresholds.json``.
+the grader's own label-blind measurement, and write that dataset's entries in ``thresholds.json``;
+then report each part's gain over the parts it builds on (:mod:`autograder.gains`, ``gains.json``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from autograder import measure as measuring
-from autograder import thresholds, timing
+from autograder import gains, thresholds, timing
 from autograder.course import ASSIGNMENT, ASSIGNMENT_DIR, PACKAGE, SOLUTIONS, GradingError, nbgrader_env
 from autograder.grade import SUBMISSION_JUNK, cell_points, grade
 from autograder.parts import PARTS
@@ -249,6 +250,9 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
     if unknown:
         raise GradingError(f"unknown part(s) {', '.join(sorted(unknown))} (have {', '.join(p.id for p in PARTS)})")
     measured: dict[str, list[float]] = {p.id: [] for p in chosen}
+    # the chosen parts and the parts they build on are measured (autograder.gains: is each gain shown?)
+    measured_ids = [p.id for p in PARTS if p in chosen or any(p.id in c.builds_on for c in chosen)]
+    probs: dict[str, list] = {}
     starts: dict[str, str] = {}  # part -> the start weights its checkpoints record (part 5)
     out.mkdir(parents=True, exist_ok=True)
     tests = measuring.test_set(data_spec, workdir=out)
@@ -267,16 +271,21 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
             else:
                 folder = copy_solution(folder)
                 execute(folder, data_spec, seed, env_extra=QUICK_ENV, notebooks=notebooks())
-            results = measuring.measure(folder, [p.id for p in chosen], tests, timeout=3600)
-            for part in chosen:
-                m = results[part.id]
+            results = measuring.measure(folder, measured_ids, tests, timeout=3600, keep_probs=True)
+            for part_id in measured_ids:
+                m = results[part_id]
                 if "error" in m:
-                    raise GradingError(f"seed {seed}, {part.id}: {m['error']}")
-                measured[part.id].append(m["accuracy"])
-                starts[part.id] = m.get("start_weights") or ""
-                print(f"  seed {seed}: {part.id} test accuracy {m['accuracy']:.3f}")
+                    raise GradingError(f"seed {seed}, {part_id}: {m['error']}")
+                probs.setdefault(part_id, []).append(m["probs"])
+                if part_id in measured:
+                    measured[part_id].append(m["accuracy"])
+                    starts[part_id] = m.get("start_weights") or ""
+                    print(f"  seed {seed}: {part_id} test accuracy {m['accuracy']:.3f}")
     finally:
         shutil.rmtree(tests.request_dir, ignore_errors=True)
+    rows = [r for r in gains.report(probs, tests.labels) if r["part"] in measured]
+    print("\n".join(gains.lines(rows, seeds)))
+    print(f"wrote {gains.write(rows, out, ds.spec, seeds)}")
     for part in chosen:
         entry = thresholds.from_reference(measured[part.id])
         entry["calibrated_on"] = time.strftime("%Y-%m-%d")
