@@ -17,7 +17,8 @@ test clips for all seeds), and reports for each pair (part, base):
   labels*, an optimistic ceiling for what a combination learned from training data could reach; a
   fusion that stays far below it is failing to learn how much to trust each model.
 
-The report is printed and written to ``gains.json`` next to the seed folders. ``calibrate`` makes the
+The report is printed and written to ``gains.json`` next to the seed folders, with the date and the
+project's git commit that made it. ``calibrate`` makes the
 same report after measuring its seeds. Exits 0 when it could measure every part, whether or not each
 gain is shown (the report says which are not).
 """
@@ -27,6 +28,8 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +132,23 @@ def write(rows: list[dict], root: Path, spec: str, n_seeds: int) -> Path:
         pass
     order = {p.id: i for i, p in enumerate(PARTS)}
     pairs = sorted(kept + rows, key=lambda r: order.get(r.get("part"), len(order)))
-    path.write_text(json.dumps({"dataset": spec, "seeds": n_seeds, "pairs": pairs}, indent=1) + "\n")
+    made = {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit()}
+    path.write_text(json.dumps({"dataset": spec, "seeds": n_seeds, "made": made, "pairs": pairs}, indent=1) + "\n")
     return path
+
+
+def _commit() -> str | None:
+    """The project's git commit (with '+changes' when its tree differs from it), or None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def run(data_spec: str, out: Path) -> int:

@@ -78,6 +78,7 @@ def test_a_report_of_some_parts_keeps_the_other_parts_pairs(tmp_path):
     again[0]["gain"] = 0.5   # a new measurement of part 3
     saved = json.loads(gains.write(again, tmp_path, "synthetic:default", 2).read_text())
     assert [(r["part"], r["gain"]) for r in saved["pairs"]] == [("part2_segments", 0.0), ("part3_augmented", 0.5)]
+    assert saved["made"]["date"] and "commit" in saved["made"]   # what made the report
     saved = json.loads(gains.write(again, tmp_path, "synthetic:default", 3).read_text())   # other seeds: replaced
     assert [r["part"] for r in saved["pairs"]] == ["part3_augmented"]
 
