@@ -9,8 +9,9 @@ once per batch), never from student code:
 - :func:`pipeline_mlp`: the student's ``pool_frames`` on each clip's rows -> the student's
   ``EmbeddingMLP`` from the checkpoint -> softmax.
 - :func:`pipeline_fusion`: the student's ``log_mel`` -> the student's ``segment_clips`` at the
-  checkpoint's segment length and hop -> each segment's musicnn rows
-  (:func:`genrekit.embeddings.segment_frames`) -> the student's ``pool_frames`` per segment -> the
+  checkpoint's segment length and hop -> the musicnn rows of each segment's context, as the checkpoint
+  records it (``extra["musicnn"]["context"]``: all rows of its clip, or its own rows;
+  :func:`genrekit.embeddings.context_frames`) -> the student's ``pool_frames`` per segment -> the
   student's ``FusionNet`` -> the student's ``clip_probabilities``.
 
 Before the weights are loaded, the checkpoint's normalisation statistics and embedding size are
@@ -95,9 +96,22 @@ def pipeline_mlp(part, submission: Path, ckpt_path: Path, inputs: dict):
     return probs, {"musicnn_dim": int(vectors.shape[1])}, ckpt
 
 
+def musicnn_context(ckpt: dict, ckpt_path: Path) -> str:
+    """Which musicnn rows the checkpoint's fusion was trained on for each segment (one of
+    ``embeddings.CONTEXTS``; ``embeddings.DEFAULT_CONTEXT`` when it records none); MeasureError (one line)."""
+    from genrekit import embeddings
+    info = ckpt.get("extra", {}).get("musicnn")
+    context = info.get("context", embeddings.DEFAULT_CONTEXT) if isinstance(info, dict) else embeddings.DEFAULT_CONTEXT
+    if context not in embeddings.CONTEXTS:
+        raise measure.MeasureError(f"{ckpt_path}: extra['musicnn']['context'] is {context!r}, expected one of "
+                                   f"{', '.join(map(repr, embeddings.CONTEXTS))}")
+    return context
+
+
 def pipeline_fusion(part, submission: Path, ckpt_path: Path, inputs: dict):
-    """Part 4 fusion: log-mel -> segments at the checkpoint's settings -> each segment's musicnn rows
-    pooled by the student's pool_frames -> the student's FusionNet -> the student's aggregation.
+    """Part 4 fusion: log-mel -> segments at the checkpoint's settings -> the musicnn rows of each
+    segment's context (its clip's or its own, as the checkpoint records) pooled by the student's
+    pool_frames -> the student's FusionNet -> the student's aggregation.
     Returns (probabilities (clips, classes), facts, checkpoint)."""
     import torch
 
@@ -107,17 +121,19 @@ def pipeline_fusion(part, submission: Path, ckpt_path: Path, inputs: dict):
     rows = _musicnn_rows(inputs)
     ckpt = checkpoint.load(ckpt_path)
     seconds, hop = measure.segment_settings(ckpt, ckpt_path)
+    context = musicnn_context(ckpt, ckpt_path)
     seg_frames, hop_frames = config.seconds_to_frames(seconds), config.seconds_to_frames(hop)
     feats = measure._features(part.code, submission, audio)
     segs, index = measure.segments(part.code, submission, feats, seg_frames, hop_frames, audio)
-    vectors = _pooled(part.code, submission, embeddings.segment_frames(rows, index, seg_frames, hop_frames), "segment")
+    blocks = embeddings.context_frames(rows, index, seg_frames, hop_frames, context)
+    vectors = _pooled(part.code, submission, blocks, "segment")
     _check_checkpoint(part4.check_fusion_checkpoint, ckpt, vectors.shape[1], ckpt_path)
     ckpt, model = measure._model(part.code, submission, ckpt_path)
     logits = train.predict_logits(model, torch.from_numpy(segs[:, None]), torch.from_numpy(vectors), batch_size=64)
     aggregate = measure.student(part.code["aggregate"], submission)
     probs = _quiet(aggregate, logits, index, len(audio))
     return probs, {"segment_seconds": seconds, "hop_seconds": hop, "segments": int(len(segs)),
-                   "musicnn_dim": int(vectors.shape[1])}, ckpt
+                   "musicnn_dim": int(vectors.shape[1]), "musicnn_context": context}, ckpt
 
 
 PIPELINES = {"mlp": pipeline_mlp, "fusion": pipeline_fusion}

@@ -12,6 +12,8 @@ Example::
     # the rows of each 4 s segment of part 2 (segments in the order of genre.segments.segment_clips)
     segs, index = segment_clips(log_mels, seg_frames, hop_frames)
     blocks = embeddings.segment_frames(rows, index, seg_frames, hop_frames)   # one (rows_j, 753) per segment
+    # what part 4's fusion pools for each segment: all rows of its clip (context "clip") or its own rows
+    blocks = embeddings.context_frames(rows, index, seg_frames, hop_frames, context="clip")
 
 Patches and rows (musicnn's own spectrogram: 16 kHz, hop 256 samples = 16 ms)::
 
@@ -52,6 +54,11 @@ ROW_HOP_FRAMES: int = max(1, int(round(PATCH_HOP_SECONDS * musicnn.SR / musicnn.
 ROW_HOP_SECONDS: float = ROW_HOP_FRAMES * musicnn.FFT_HOP / musicnn.SR    # 0.992 s between row starts
 PATCH_SPAN_SECONDS: float = PATCH_FRAMES * musicnn.FFT_HOP / musicnn.SR   # 2.992 s covered by one row
 TOLERANCE_SECONDS: float = 0.5 * musicnn.FFT_HOP / musicnn.SR             # half a musicnn frame (8 ms)
+# What a segment-level model (part 4's fusion) gets from musicnn for each segment: the rows of its whole
+# clip ("clip"), or only the rows whose patches lie inside the segment ("segment"). Checkpoints record it
+# in extra["musicnn"]["context"]; one saved without it was trained on "segment" (the earlier contract).
+CONTEXTS: tuple[str, ...] = ("clip", "segment")
+DEFAULT_CONTEXT: str = "segment"   # what a checkpoint that records no context was trained with
 
 
 def describe() -> dict:
@@ -165,3 +172,26 @@ def segment_frames(frames_per_clip, clip_index, seg_frames: int, hop_frames: int
         counts[c] += 1
         out.append(rows[c][segment_rows(len(rows[c]), k * hop_frames * frame_seconds, seconds)])
     return out
+
+
+def context_frames(frames_per_clip, clip_index, seg_frames: int, hop_frames: int, context: str) -> list[np.ndarray]:
+    """The musicnn rows each segment's vector is pooled from, in the order of the segments.
+
+    Args:
+        frames_per_clip, clip_index, seg_frames, hop_frames: as for :func:`segment_frames`.
+        context: one of :data:`CONTEXTS`. ``"clip"``: every segment gets all the rows of its clip (so the
+            segments of a clip share one pooled vector: a 4 s segment holds only 2 patches, a 30 s clip
+            28, and musicnn's evidence about the genre is much steadier over the whole clip);
+            ``"segment"``: the segment's own rows, :func:`segment_frames`.
+
+    Returns:
+        a list with one (rows_j >= 1, d) array per segment (views, not copies).
+    Raises ValueError (one line naming the argument) for an unknown context, and as :func:`segment_frames`.
+    """
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, got {context!r}")
+    blocks = segment_frames(frames_per_clip, clip_index, seg_frames, hop_frames)  # validates the arguments
+    if context == "segment":
+        return blocks
+    frames_per_clip = list(frames_per_clip)
+    return [np.asarray(frames_per_clip[c]) for c in np.asarray(clip_index).tolist()]

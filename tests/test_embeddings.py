@@ -159,3 +159,22 @@ def test_segment_frames_bad_arguments(args, word):
     with pytest.raises(ValueError, match=word) as err:
         embeddings.segment_frames(*args)
     assert "\n" not in str(err.value)
+
+
+def test_context_frames_clip_and_segment():
+    """context "clip": every segment gets all of its clip's rows; "segment": segment_frames; else one line."""
+    seg_frames, hop_frames = config.seconds_to_frames(4.0), config.seconds_to_frames(2.0)
+    frames = [np.arange(13 * 2, dtype=np.float32).reshape(13, 2), np.full((1, 2), 7.0, np.float32)]
+    index = np.array([0, 0, 1, 0], np.int64)
+    whole = embeddings.context_frames(frames, index, seg_frames, hop_frames, context="clip")
+    assert [b.shape for b in whole] == [(13, 2), (13, 2), (1, 2), (13, 2)]
+    assert all(np.array_equal(b, frames[c]) for b, c in zip(whole, index))
+    own = embeddings.context_frames(frames, index, seg_frames, hop_frames, context="segment")
+    expected = embeddings.segment_frames(frames, index, seg_frames, hop_frames)
+    assert [len(b) for b in own] == [2, 2, 1, 2] and all(np.array_equal(a, b) for a, b in zip(own, expected))
+    assert embeddings.DEFAULT_CONTEXT in embeddings.CONTEXTS
+    with pytest.raises(ValueError, match="context") as err:
+        embeddings.context_frames(frames, index, seg_frames, hop_frames, context="song")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="clip_index"):   # the arguments are checked whatever the context
+        embeddings.context_frames(frames, np.array([2]), seg_frames, hop_frames, context="clip")

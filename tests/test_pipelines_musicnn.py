@@ -35,7 +35,7 @@ PART_FUSION = parts.BY_ID.get("part4_fusion", PROPOSED["part4_fusion"])
 DIM = 2 * embeddings.DIM                   # 1506: rows pooled to [mean, max]
 CNN_KWARGS = {"channels": (4, 4, 8, 8), "dropout": 0.3}
 SEGMENTS = {"seconds": 4.0, "hop_seconds": 2.0}
-MUSICNN_INFO = {**embeddings.describe(), "pooling": "mean+max"}
+MUSICNN_INFO = {**embeddings.describe(), "pooling": "mean+max"}   # the fusion adds "context"
 CLIP_SECONDS = (5.0, 6.5, 8.0, 4.2, 9.0, 2.5)   # the last one is shorter than a segment
 
 
@@ -106,7 +106,7 @@ def submission(tmp_path, monkeypatch, inputs):
                     extra={"musicnn": MUSICNN_INFO})
     fnet = fusion.FusionNet(CNN_KWARGS, musicnn_dim=DIM).fit_normalization(x)
     checkpoint.save(sub.path(PART_FUSION), fnet, model_kwargs={"cnn_kwargs": CNN_KWARGS, "musicnn_dim": DIM},
-                    dataset="synthetic:default", seed=0, extra={"segments": SEGMENTS, "musicnn": MUSICNN_INFO})
+                    dataset="synthetic:default", seed=0, extra={"segments": SEGMENTS, "musicnn": {**MUSICNN_INFO, "context": "clip"}})
     yield sub
     sub.forget()  # before monkeypatch restores the modules it removed
 
@@ -138,25 +138,57 @@ def test_mlp_is_the_notebooks_computation(submission, inputs):
     assert np.allclose(probs, expected, atol=1e-5)
 
 
-def test_fusion_is_the_notebooks_computation(submission, inputs):
+def _set_context(submission, context):
+    """Record (or, with None, drop) the musicnn context in the saved fusion checkpoint."""
+    def change(ckpt):
+        ckpt["extra"]["musicnn"] = {k: v for k, v in ckpt["extra"]["musicnn"].items() if k != "context"}
+        if context is not None:
+            ckpt["extra"]["musicnn"]["context"] = context
+    submission.edit_checkpoint(PART_FUSION, change)
+
+
+@pytest.mark.parametrize("context, pooled_rows", [
+    ("clip", lambda rows, index, seg, hop: [rows[c] for c in index]),               # all rows of the clip
+    ("segment", lambda rows, index, seg, hop: embeddings.segment_frames(rows, index, seg, hop)),
+    (None, lambda rows, index, seg, hop: embeddings.segment_frames(rows, index, seg, hop)),  # recorded none
+])
+def test_fusion_is_the_notebooks_computation(submission, inputs, context, pooled_rows):
+    _set_context(submission, context)
     probs, facts, _ = submission.measure(PART_FUSION, inputs)
     n = len(inputs["audio"])
     features, segments, fusion = (submission.module(m) for m in ("features", "segments", "fusion"))
     seg_frames, hop_frames = config.seconds_to_frames(4.0), config.seconds_to_frames(2.0)
     segs, index = segments.segment_clips([features.log_mel(y) for y in inputs["audio"]], seg_frames, hop_frames)
-    blocks = embeddings.segment_frames(inputs["musicnn"], index, seg_frames, hop_frames)
-    vectors = np.stack([fusion.pool_frames(b) for b in blocks])
+    vectors = np.stack([fusion.pool_frames(b) for b in pooled_rows(inputs["musicnn"], index, seg_frames, hop_frames)])
     model = checkpoint.load_model(submission.path(PART_FUSION), cls=fusion.FusionNet)
     with torch.no_grad():
         logits = model(torch.from_numpy(segs[:, None]), torch.from_numpy(vectors)).numpy()
     expected = segments.clip_probabilities(logits, index, n)
     assert np.shape(probs) == (n, config.NUM_CLASSES) and np.allclose(probs, expected, atol=1e-5)
-    assert facts == {"segment_seconds": 4.0, "hop_seconds": 2.0, "segments": len(segs), "musicnn_dim": DIM}
+    assert facts == {"segment_seconds": 4.0, "hop_seconds": 2.0, "segments": len(segs), "musicnn_dim": DIM,
+                     "musicnn_context": context or embeddings.DEFAULT_CONTEXT}
     assert np.bincount(index, minlength=n).tolist()[-1] == 1       # the 2.5 s clip: one looped segment
 
 
-def test_fusion_uses_each_segments_own_rows(submission, inputs):
+def test_the_two_contexts_differ(submission, inputs):
+    """The recorded context is what the grader feeds: a clip's segments share one vector or have their own."""
+    _set_context(submission, "clip")
+    whole, _, _ = submission.measure(PART_FUSION, inputs)
+    _set_context(submission, "segment")
+    own, _, _ = submission.measure(PART_FUSION, inputs)
+    assert not np.allclose(whole, own, atol=1e-4)
+
+
+@pytest.mark.parametrize("context", ["song", "", 3])
+def test_unknown_context_gets_one_line_reason(submission, inputs, context):
+    _set_context(submission, context)
+    assert "context" in _reason(submission, PART_FUSION, inputs)
+
+
+@pytest.mark.parametrize("context", embeddings.CONTEXTS)
+def test_fusion_uses_each_segments_own_rows(submission, inputs, context):
     """Changing only the musicnn rows of one clip changes that clip's probabilities and no other's."""
+    _set_context(submission, context)
     base, _, _ = submission.measure(PART_FUSION, inputs)
     rows = [r.copy() for r in inputs["musicnn"]]
     rows[2] = rows[2] * 3 + 1

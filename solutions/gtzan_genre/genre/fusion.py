@@ -9,8 +9,8 @@ The dimension chain (the toolkit computes the musicnn part, cached; you write th
     audio, 16 kHz          genrekit.musicnn.embed(y, layer="max_pool")  -> (rows, 753): one row per 3 s patch
     rows of a clip/segment pool_frames                                  -> (1506,) = [mean (753), max (753)]
     EmbeddingMLP(in_dim=1506)                                           -> logits (8,)
-    FusionNet(cnn_kwargs, musicnn_dim=1506): log-mel segment (1, 96, T) + its pooled musicnn vector
-                                                                        -> logits (8,)
+    FusionNet(cnn_kwargs, musicnn_dim=1506): log-mel segment (1, 96, T) + the pooled musicnn vector of
+                                             its clip (or of its own rows)  -> logits (8,)
 
 Normalisation statistics are *data*: they are fitted once on the training set and stored in the model
 (as buffers, so ``state_dict`` and therefore the checkpoint carry them). Computing them from the data
@@ -161,7 +161,8 @@ class EmbeddingMLP(nn.Module):
 
 
 class FusionNet(nn.Module):
-    """Late fusion of your CNN's embedding and the musicnn embedding of the same segment.
+    """Fusion of your CNN's embedding of a segment and a pooled musicnn vector for the same segment: the
+    vector of its clip (the notebook's default) or of the segment's own rows (``MUSICNN_CONTEXT``, 4.7).
 
     Args:
         cnn_kwargs: keyword arguments of your BaselineCNN (e.g. the ``model.kwargs`` of your part 3
@@ -197,7 +198,7 @@ class FusionNet(nn.Module):
     other by sheer scale. The musicnn branch is fixed, so its statistics are fitted once (Standardize).
 
     forward(x_mel, emb): x_mel (B, 1, n_mels, T) float32 log-mel in dB, emb (B, M) float32 pooled
-        musicnn vectors of the same segments -> logits (B, n_classes).
+        musicnn vectors for the same segments (row i goes with segment i) -> logits (B, n_classes).
     fit_normalization(emb_train): fits ``emb_norm`` on the training embeddings (N, M); returns self.
     load_cnn_state(state_dict): initialises the CNN branch from a BaselineCNN state_dict (or a whole
         checkpoint dict), e.g. your part 3 checkpoint; returns self.
