@@ -97,15 +97,12 @@ def pipeline_mlp(part, submission: Path, ckpt_path: Path, inputs: dict):
 
 
 def musicnn_context(ckpt: dict, ckpt_path: Path) -> str:
-    """Which musicnn rows the checkpoint's fusion was trained on for each segment (one of
-    ``embeddings.CONTEXTS``; ``embeddings.DEFAULT_CONTEXT`` when it records none); MeasureError (one line)."""
+    """``embeddings.checkpoint_context`` of the fusion checkpoint; MeasureError (one line naming the file)."""
     from genrekit import embeddings
-    info = ckpt.get("extra", {}).get("musicnn")
-    context = info.get("context", embeddings.DEFAULT_CONTEXT) if isinstance(info, dict) else embeddings.DEFAULT_CONTEXT
-    if context not in embeddings.CONTEXTS:
-        raise measure.MeasureError(f"{ckpt_path}: extra['musicnn']['context'] is {context!r}, expected one of "
-                                   f"{', '.join(map(repr, embeddings.CONTEXTS))}")
-    return context
+    try:
+        return embeddings.checkpoint_context(ckpt)
+    except ValueError as err:
+        raise measure.MeasureError(f"{ckpt_path}: {err}") from None
 
 
 def pipeline_fusion(part, submission: Path, ckpt_path: Path, inputs: dict):

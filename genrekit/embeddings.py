@@ -151,27 +151,33 @@ def segment_frames(frames_per_clip, clip_index, seg_frames: int, hop_frames: int
     or seg_frames / hop_frames < 1.
     """
     seg_frames, hop_frames = _count(seg_frames, "seg_frames"), _count(hop_frames, "hop_frames")
-    frames_per_clip = list(frames_per_clip)
-    index = np.asarray(clip_index)
-    if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
-        raise ValueError(f"clip_index must be a 1-D array of integers, got shape {index.shape} ({index.dtype})")
-    if index.size and (index.min() < 0 or index.max() >= len(frames_per_clip)):
-        raise ValueError(f"clip_index holds clips outside 0..{len(frames_per_clip) - 1}")
+    index, rows = _clip_rows(frames_per_clip, clip_index)
     frame_seconds = config.HOP_LENGTH / config.SAMPLE_RATE
     seconds = seg_frames * frame_seconds
-    rows = {}
-    counts = np.zeros(len(frames_per_clip), dtype=np.int64)
+    counts = np.zeros(len(rows), dtype=np.int64)
     out = []
-    for c in index.tolist():
-        if c not in rows:
-            f = frames_per_clip[c]
-            if np.ndim(f) != 2 or len(f) < 1:
-                raise ValueError(f"frames_per_clip[{c}] must have shape (rows >= 1, d), got {np.shape(f)}")
-            rows[c] = np.asarray(f)
+    for c in index:
         k = counts[c]
         counts[c] += 1
         out.append(rows[c][segment_rows(len(rows[c]), k * hop_frames * frame_seconds, seconds)])
     return out
+
+
+def _clip_rows(frames_per_clip, clip_index) -> tuple[list[int], list]:
+    """(the segments' clips as a list of ints, the clips' frames with every clip a segment uses checked to
+    be a (rows >= 1, d) array); ValueError (one line naming the argument) otherwise."""
+    rows = list(frames_per_clip)
+    index = np.asarray(clip_index)
+    if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
+        raise ValueError(f"clip_index must be a 1-D array of integers, got shape {index.shape} ({index.dtype})")
+    if index.size and (index.min() < 0 or index.max() >= len(rows)):
+        raise ValueError(f"clip_index holds clips outside 0..{len(rows) - 1}")
+    index = index.tolist()
+    for c in dict.fromkeys(index):
+        if np.ndim(rows[c]) != 2 or len(rows[c]) < 1:
+            raise ValueError(f"frames_per_clip[{c}] must have shape (rows >= 1, d), got {np.shape(rows[c])}")
+        rows[c] = np.asarray(rows[c])
+    return index, rows
 
 
 def context_frames(frames_per_clip, clip_index, seg_frames: int, hop_frames: int, context: str) -> list[np.ndarray]:
@@ -190,8 +196,19 @@ def context_frames(frames_per_clip, clip_index, seg_frames: int, hop_frames: int
     """
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, got {context!r}")
-    blocks = segment_frames(frames_per_clip, clip_index, seg_frames, hop_frames)  # validates the arguments
     if context == "segment":
-        return blocks
-    frames_per_clip = list(frames_per_clip)
-    return [np.asarray(frames_per_clip[c]) for c in np.asarray(clip_index).tolist()]
+        return segment_frames(frames_per_clip, clip_index, seg_frames, hop_frames)
+    _count(seg_frames, "seg_frames"), _count(hop_frames, "hop_frames")
+    index, rows = _clip_rows(frames_per_clip, clip_index)
+    return [rows[c] for c in index]
+
+
+def checkpoint_context(ckpt) -> str:
+    """The context a fusion checkpoint (a dict of ``genrekit.checkpoint.load``) was trained with:
+    ``extra["musicnn"]["context"]``, :data:`DEFAULT_CONTEXT` when it records none. ValueError (one line)
+    for a value not in :data:`CONTEXTS`."""
+    info = (ckpt.get("extra") or {}).get("musicnn") if isinstance(ckpt, dict) else None
+    context = info.get("context", DEFAULT_CONTEXT) if isinstance(info, dict) else DEFAULT_CONTEXT
+    if context not in CONTEXTS:
+        raise ValueError(f"extra['musicnn']['context'] is {context!r}, expected one of {', '.join(map(repr, CONTEXTS))}")
+    return context

@@ -178,3 +178,12 @@ def test_context_frames_clip_and_segment():
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="clip_index"):   # the arguments are checked whatever the context
         embeddings.context_frames(frames, np.array([2]), seg_frames, hop_frames, context="clip")
+
+
+def test_checkpoint_context_reads_the_record():
+    assert embeddings.checkpoint_context({"extra": {"musicnn": {"context": "clip"}}}) == "clip"
+    for ckpt in ({"extra": {"musicnn": {"model": embeddings.MODEL}}}, {"extra": {}}, {}, {"extra": None}):
+        assert embeddings.checkpoint_context(ckpt) == embeddings.DEFAULT_CONTEXT
+    with pytest.raises(ValueError, match="context") as err:
+        embeddings.checkpoint_context({"extra": {"musicnn": {"context": "song"}}})
+    assert "\n" not in str(err.value)
