@@ -3,7 +3,7 @@
     python -m autograder release                       solutions/ -> assignment/
     python -m autograder grade SUBMISSIONS --out DIR [--data SPEC] [--jobs N] [--cell-timeout S] [--no-sandbox]
     python -m autograder reference [--data SPEC] [--out DIR]
-    python -m autograder calibrate [--data SPEC] [--seeds N] [--parts PART ...]
+    python -m autograder calibrate [--data SPEC] [--seeds N] [--parts PART ...] [--reuse]
     python -m autograder gains [--data SPEC] [--out DIR]    each part's gain over the parts it builds on
 
 Every command exits 0 when it did its job, else non-zero with a one-line reason on stderr.
@@ -51,7 +51,7 @@ def _reference(args) -> int:
 
 def _calibrate(args) -> int:
     from autograder import reference
-    return reference.calibrate(args.data, args.seeds, args.out, args.parts or None)
+    return reference.calibrate(args.data, args.seeds, args.out, args.parts or None, reuse=args.reuse)
 
 
 def _gains(args) -> int:
@@ -105,6 +105,8 @@ def main(argv=None) -> int:
             p.add_argument("--parts", nargs="*", help="only these parts (their notebooks re-run on the seed "
                                                       "folders an earlier calibration left in OUT)")
             p.add_argument("--seeds", type=int, default=3)
+            p.add_argument("--reuse", action="store_true", help="execute nothing: measure the checkpoints of the "
+                                                                "seed folders an earlier calibration left in OUT")
         p.set_defaults(run={"reference": _reference, "calibrate": _calibrate, "timing": _timing, "gains": _gains}[name])
     args = parser.parse_args(argv)
     try:

@@ -236,11 +236,14 @@ def record_timing(data_spec: str, out: Path, runs: int = 3) -> int:
 QUICK_ENV = {"GENRE_SWEEP": "0"}  # calibration needs the checkpoints, not part 2's segment-length sweep
 
 
-def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None = None) -> int:
+def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None = None,
+              reuse: bool = False) -> int:
     """Execute the reference over ``seeds`` seeds and write the thresholds of ``part_ids`` (default:
     every part) on this dataset. With ``part_ids``, a seed folder left by an earlier calibration in
     OUT keeps its notebooks and checkpoints and only the notebooks of those parts are executed again
-    (later parts train on earlier parts' checkpoints); without one, everything is executed."""
+    (later parts train on earlier parts' checkpoints); without one, everything is executed.
+    ``reuse``: execute nothing; measure the checkpoints the seed folders in OUT already hold (e.g. to
+    write every part's thresholds from one run that executed them all); a missing one is an error."""
     from genrekit import data
     ds = data.open_dataset(data_spec)
     out = (out / slug(ds.spec)).resolve()
@@ -260,7 +263,12 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
         for seed in range(seeds):
             folder = out / f"seed{seed}" / ASSIGNMENT
             earlier = [p for p in PARTS if p not in chosen and PARTS.index(p) < PARTS.index(chosen[0])]
-            if part_ids is not None and all((folder / p.checkpoint).is_file() for p in earlier):
+            if reuse:
+                missing = [str(folder / p.checkpoint) for p in PARTS if p.id in measured_ids
+                           and not (folder / p.checkpoint).is_file()]
+                if missing:
+                    raise GradingError(f"--reuse: {missing[0]} is missing: run make calibrate without REUSE first")
+            elif part_ids is not None and all((folder / p.checkpoint).is_file() for p in earlier):
                 for part in chosen:  # the chosen parts' notebooks as they are now in solutions/
                     shutil.copy2(SOLUTIONS / ASSIGNMENT / f"{part.notebook}.ipynb", folder)
                     (folder / part.checkpoint).unlink(missing_ok=True)

@@ -11,6 +11,12 @@ Example::
 validation accuracy (ties go to the lower validation loss) and returns the history. A model whose
 ``forward`` returns a dict is read at key ``"logits"``.
 
+Ensembles trained as independent members: a model whose ``forward`` returns, in train mode, a dict
+``{"logits": (B, C), "member_logits": (B, H, C)}`` is trained on the mean over its H members of
+``loss_fn(member_logits[:, h], y)``: each member learns as if it were alone (no member leans on the
+others, as it would if the loss were taken on the combined ``"logits"``); accuracy is read from
+``"logits"``. ``genre.fusion.HeadEnsemble`` is one.
+
 Two more things ``fit`` does for the later parts:
 - ``valid_score=fn``: the best epoch is chosen by ``fn(model)`` (called in eval mode after each
   epoch; higher is better), e.g. clip-level accuracy while training on segments.
@@ -89,6 +95,16 @@ def logits_of(output) -> torch.Tensor:
     return output["logits"] if isinstance(output, dict) else output
 
 
+def _loss(loss_fn, output, logits, y) -> torch.Tensor:
+    """loss_fn on the logits, or its mean over the members when the output carries "member_logits"."""
+    members = output.get("member_logits") if isinstance(output, dict) else None
+    if members is None:
+        return loss_fn(logits, y)
+    if members.dim() != 3 or members.shape[0] != len(y):
+        raise ValueError(f"member_logits must be (B, H, C) with B = {len(y)}, got {tuple(members.shape)}")
+    return torch.stack([loss_fn(members[:, h], y) for h in range(members.shape[1])]).mean()
+
+
 def _run_epoch(model, loader, loss_fn, device, optimizer=None, desc="", progress=True):
     training = optimizer is not None
     model.train(training)
@@ -96,8 +112,9 @@ def _run_epoch(model, loader, loss_fn, device, optimizer=None, desc="", progress
     with torch.set_grad_enabled(training):
         for *xs, y in bar(loader, desc=desc, disable=not progress):
             xs, y = [x.to(device) for x in xs], y.to(device)
-            logits = logits_of(model(*xs))
-            loss = loss_fn(logits, y)
+            output = model(*xs)
+            logits = logits_of(output)
+            loss = _loss(loss_fn, output, logits, y)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

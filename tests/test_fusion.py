@@ -105,6 +105,10 @@ def visible_fusion_forward(FusionNet, BaselineCNN):
     out = fnet(x_mel, emb)
     assert out.shape == (3, 8), f"expected logits (3, 8), got {tuple(out.shape)}"
     assert isinstance(fnet.cnn, BaselineCNN) and fnet.cnn.embedding_dim == 64, "the CNN branch is BaselineCNN(**cnn_kwargs)"
+    fnet3 = FusionNet(cnn_kwargs={}, musicnn_dim=1506, heads=3).fit_normalization(torch.randn(10, 1506) + 2).eval()
+    head_size = lambda m: sum(p.numel() for p in m.head.parameters())
+    assert fnet3(x_mel, emb).shape == (3, 8) and head_size(fnet3) == 3 * head_size(fnet), \
+        "FusionNet(heads=3) should average three heads: head = HeadEnsemble(C + M, hidden, n_classes, dropout, heads)"
 
 
 def visible_fusion_branches(FusionNet):
@@ -346,8 +350,8 @@ def with_standardize(std_cls) -> dict:
 
     class Fusion(fusion.FusionNet):
         def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5,
-                     cnn_dropout=0.0):
-            super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout)
+                     cnn_dropout=0.0, heads=1):
+            super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout, heads)
             self.emb_norm = std_cls(musicnn_dim)
 
     return dict(Standardize=std_cls, EmbeddingMLP=MLP, FusionNet=Fusion)
@@ -372,9 +376,10 @@ def branch_dropout(model, cnn_emb):
 
 class FusionDropCNN(fusion.FusionNet):
     """Only the musicnn branch reaches the head."""
-    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0):
-        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout)
-        self.head = nn.Sequential(nn.Linear(musicnn_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0,
+                 heads=1):
+        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout, heads)
+        self.head = fusion.HeadEnsemble(musicnn_dim, hidden, n_classes, dropout, heads)
 
     def forward(self, x_mel, emb):
         return self.head(self.emb_norm(emb))
@@ -382,10 +387,10 @@ class FusionDropCNN(fusion.FusionNet):
 
 class FusionDropMusicnn(fusion.FusionNet):
     """Only the CNN branch reaches the head."""
-    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0):
-        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout)
-        c = self.cnn.embedding_dim
-        self.head = nn.Sequential(nn.Linear(c, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0,
+                 heads=1):
+        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout, heads)
+        self.head = fusion.HeadEnsemble(self.cnn.embedding_dim, hidden, n_classes, dropout, heads)
 
     def forward(self, x_mel, emb):
         return self.head(branch_dropout(self, self.cnn_norm(self.cnn.embed(x_mel))))
@@ -488,6 +493,16 @@ def map_by_hits(neighbours, labels, k=10):
     return _map(neighbours, labels, k, lambda rel, k, r: rel.sum(1))
 
 
+class FusionOneHead(fusion.FusionNet):
+    """Accepts heads and builds one plain head anyway."""
+    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0,
+                 heads=1):
+        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout)
+        c = self.cnn.embedding_dim
+        self.head = nn.Sequential(nn.Linear(c + musicnn_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, n_classes))
+
+
 WRONG = {
     # the issue's list
     "pool: mean only": (dict(pool_frames=pool_mean_only),
@@ -524,6 +539,7 @@ WRONG = {
                                              {"visible:fusion_cnn_dropout", "check_fusion_cnn_dropout"}),
     "fusion: cnn_dropout ignored": (dict(FusionNet=FusionDropoutIgnored),
                                     {"visible:fusion_cnn_dropout", "check_fusion_cnn_dropout"}),
+    "fusion: heads ignored": (dict(FusionNet=FusionOneHead), {"visible:fusion_forward", "check_fusion_forward"}),
     "neighbours: dot product": (dict(nearest_neighbours=neighbours_dot),
                                 {"visible:neighbours_ranking", "check_neighbours_ranking"}),
     "neighbours: ties to the higher index": (dict(nearest_neighbours=neighbours_ties_high),
@@ -573,9 +589,10 @@ class MLPFunctional(fusion.EmbeddingMLP):
 
 class FusionReordered(fusion.FusionNet):
     """[musicnn, CNN] order, a hand-written layer norm, nn.Module.requires_grad_ for freezing."""
-    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0):
-        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout)
-        self.head[0] = nn.Linear(musicnn_dim + self.cnn.embedding_dim, hidden)
+    def __init__(self, cnn_kwargs, musicnn_dim, n_classes=config.NUM_CLASSES, hidden=100, dropout=0.5, cnn_dropout=0.0,
+                 heads=1):
+        super().__init__(cnn_kwargs, musicnn_dim, n_classes, hidden, dropout, cnn_dropout, heads)
+        self.head.members[0][0] = nn.Linear(musicnn_dim + self.cnn.embedding_dim, hidden)
 
     def forward(self, x_mel, emb):
         e = self.cnn.embed(x_mel)
@@ -716,6 +733,8 @@ def test_each_verdict_passes_the_reference_record_and_refuses_forged_ones():
     fwd = genuine["part4.check_fusion_forward"]
     assert "same logits" in judge("check_fusion_forward", out_40=np.repeat(fwd["out_40"][:1], 3, axis=0))
     assert judge("check_fusion_forward", embedding_dim=64) is not None
+    assert "three heads" in judge("check_fusion_forward", head_params=[fwd["head_params"][0]] * 2)
+    assert "heads=3" in judge("check_fusion_forward", out_heads3=fwd["out_heads3"][:, :4])
     freeze = genuine["part4.check_fusion_freeze"]
     assert judge("check_fusion_freeze", cnn_requires_grad=[True] * len(freeze["cnn_requires_grad"])) is not None
     assert judge("check_fusion_freeze", cnn_training=[True] * len(freeze["cnn_training"])) is not None
@@ -884,3 +903,37 @@ def test_student_version_imports_and_every_check_fails_on_the_stubs(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "stubs fail 14" in proc.stdout
+
+
+def test_head_ensemble_averages_probabilities_and_trains_members_alone():
+    torch.manual_seed(0)
+    x = torch.randn(6, 12)
+    one = fusion.HeadEnsemble(12, 7, 5, 0.3, heads=1)
+    assert torch.equal(one.eval()(x), one.members[0](x)), "one head is a plain head: its own logits"
+    assert torch.is_tensor(one.train()(x)), "one head returns logits in train mode too"
+    three = fusion.HeadEnsemble(12, 7, 5, 0.3, heads=3).eval()
+    with torch.no_grad():
+        probs = torch.stack([torch.softmax(m(x), 1) for m in three.members]).mean(0)
+        assert torch.allclose(torch.softmax(three(x), 1), probs, atol=1e-6)
+        assert not torch.allclose(torch.softmax(three.members[0](x), 1), probs, atol=1e-3), "members start apart"
+        out = three.train()(x)
+    assert set(out) == {"logits", "member_logits"} and out["member_logits"].shape == (6, 3, 5)
+    for heads in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="heads must be a positive integer"):
+            fusion.HeadEnsemble(12, 7, 5, 0.3, heads=heads)
+
+
+def test_fusion_with_heads_round_trips_through_its_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    kwargs = dict(cnn_kwargs={"channels": (4, 4, 8, 8)}, musicnn_dim=20, hidden=9, heads=4)
+    fnet = fusion.FusionNet(**kwargs).fit_normalization(torch.randn(30, 20)).freeze_cnn(True)
+    x_mel, emb = torch.randn(5, 1, 96, 40), torch.randn(5, 20)
+    y = torch.randint(0, config.NUM_CLASSES, (5,))
+    from genrekit import train
+    from torch.utils.data import TensorDataset
+    train.fit(fnet, TensorDataset(x_mel, emb, y), None, epochs=2, batch_size=5, device="cpu", progress=False)
+    path = checkpoint.save(tmp_path / "fusion.pt", fnet, model_kwargs=kwargs)
+    again = checkpoint.load_model(path, cls=fusion.FusionNet)
+    assert len(again.head.members) == 4
+    with torch.no_grad():
+        assert torch.allclose(again(x_mel, emb), fnet.eval()(x_mel, emb), atol=1e-6)

@@ -84,3 +84,45 @@ def test_last_batch_of_one_and_plateau_scheduler():
     hist = train.fit(model, (x, y), (x, y), epochs=2, batch_size=16, optimizer=opt, scheduler=sched,
                      progress=False, device="cpu")
     assert hist["lr"] == [0.1] and len(hist["train_loss"]) == 2
+
+
+class TwoMembers(nn.Module):
+    """An ensemble of two linear members: in train mode the dict that asks fit to train each member alone."""
+    def __init__(self):
+        super().__init__()
+        self.members = nn.ModuleList(nn.Linear(24, 4) for _ in range(2))
+
+    def forward(self, x):
+        member_logits = torch.stack([m(x.flatten(1)) for m in self.members], dim=1)       # (B, 2, 4)
+        logits = torch.logsumexp(torch.log_softmax(member_logits, 2), 1) - np.log(2)      # log mean probability
+        return {"logits": logits, "member_logits": member_logits} if self.training else logits
+
+
+def test_member_logits_train_each_member_on_its_own_loss():
+    x, y = _blobs(32, 0)
+    torch.manual_seed(0)
+    model = TwoMembers()
+    with torch.no_grad():
+        expected = np.mean([nn.functional.cross_entropy(m(x.flatten(1)), y).item() for m in model.members])
+        mixture = nn.functional.cross_entropy(model.eval()(x), y).item()
+    assert abs(expected - mixture) > 1e-3, "the test needs members whose mean loss differs from the mixture's"
+    hist = train.fit(model, (x, y), None, epochs=1, batch_size=32, lr=0.0, weight_decay=0.0, seed=0,
+                     device="cpu", progress=False)
+    assert hist["train_loss"][0] == pytest.approx(expected, rel=1e-5)
+    # independence: member 0's gradient is that of its own loss alone, whatever member 1 holds
+    grads = []
+    for scale in (1.0, 5.0):
+        with torch.no_grad():
+            model.members[1].weight.mul_(scale)
+        model.train().zero_grad()
+        out = model(x)
+        train._loss(nn.CrossEntropyLoss(), out, out["logits"], y).backward()
+        grads.append(model.members[0].weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-7)
+
+
+def test_member_logits_of_the_wrong_shape_are_refused():
+    x, y = _blobs(4, 0)
+    bad = {"logits": torch.zeros(4, 4), "member_logits": torch.zeros(4, 4)}
+    with pytest.raises(ValueError, match="member_logits must be"):
+        train._loss(nn.CrossEntropyLoss(), bad, bad["logits"], y)

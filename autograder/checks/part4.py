@@ -377,10 +377,10 @@ def _mlp_forward(rec) -> None:
 
 # --- fusion -----------------------------------------------------------------------------------------
 
-def _fusion(fusion_cls, musicnn_dim, n_classes, hidden_units, channels, seed, dropout=0.0):
+def _fusion(fusion_cls, musicnn_dim, n_classes, hidden_units, channels, seed, dropout=0.0, **kwargs):
     torch.manual_seed(seed)
     model = fusion_cls(cnn_kwargs={"channels": channels, "n_classes": 3}, musicnn_dim=musicnn_dim,
-                       n_classes=n_classes, hidden=hidden_units, dropout=dropout)
+                       n_classes=n_classes, hidden=hidden_units, dropout=dropout, **kwargs)
     model.fit_normalization(_embeddings(25, musicnn_dim, seed=seed))
     return model
 
@@ -397,6 +397,12 @@ def check_fusion_forward(fusion_cls) -> dict:
         with torch.no_grad():
             out = model(_mel(3, frames, frames), torch.from_numpy(_embeddings(3, 11, seed=frames)))
         rec[f"out_{frames}"] = plain(out, np.float64)
+    # heads=3: three heads averaged (HeadEnsemble), so three times the head's parameters of heads=1
+    three = _fusion(fusion_cls, musicnn_dim=11, n_classes=5, hidden_units=9, channels=(4, 4, 8, 6), seed=21,
+                    dropout=0.2, heads=3).eval()
+    with torch.no_grad():
+        rec["out_heads3"] = plain(three(_mel(3, 40, 40), torch.from_numpy(_embeddings(3, 11, seed=40))), np.float64)
+    rec["head_params"] = [_number(sum(p.numel() for p in m.head.parameters())) for m in (model, three)]
     return rec
 
 
@@ -409,6 +415,13 @@ def _fusion_forward(rec) -> None:
         assert np.isfinite(out).all(), "FusionNet returned NaN or inf"
         assert _rows_differ(out), SAME_ROWS
     assert not np.allclose(out.sum(axis=1), 1.0), "FusionNet should return logits, not probabilities"
+    three = _out(rec, "out_heads3")
+    assert three.shape == (3, 5) and np.isfinite(three).all(), \
+        f"FusionNet(heads=3, n_classes=5) in eval mode on 3 segments: expected finite logits (3, 5), got {three.shape}"
+    one, several = rec["head_params"]
+    assert several == 3 * one, \
+        f"FusionNet(heads=3) should have three heads ({3 * one} head parameters), got {several}: " \
+        "build head = HeadEnsemble(C + M, hidden, n_classes, dropout, heads)"
 
 
 @probe(FUSION_NET)

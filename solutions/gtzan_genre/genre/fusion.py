@@ -20,6 +20,8 @@ on what else is in the batch.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -160,6 +162,42 @@ class EmbeddingMLP(nn.Module):
         ### END SOLUTION
 
 
+class HeadEnsemble(nn.Module):
+    """H classification heads on the same input, trained independently, their probabilities averaged.
+
+    Given code (nothing to write here): FusionNet's ``head``. Each member is
+    ``Sequential(Linear(in_dim -> hidden), ReLU, Dropout(dropout), Linear(hidden -> n_classes))``
+    with its own initial weights and its own dropout draws.
+
+    forward(x): x (B, in_dim) ->
+        heads == 1: the member's logits (B, n_classes), in every mode (a plain head);
+        eval mode: log of the members' mean probability, log(mean_h softmax(member_h(x))) (B, n_classes):
+            logits whose softmax is exactly the averaged probabilities;
+        train mode: {"logits": the same (B, n_classes), "member_logits": (B, H, n_classes)}:
+            ``genrekit.train.fit`` then trains each member on its own cross-entropy (the mean over members),
+            so the members stay independent models and their errors partly cancel in the average.
+
+    Why: with a few hundred training segments one head's test accuracy depends on its random start by
+    several clips; averaging a few heads that share everything else (the CNN, the inputs) removes most
+    of that noise for the price of a few small matrix products.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, n_classes: int, dropout: float, heads: int = 1):
+        super().__init__()
+        if int(heads) != heads or heads < 1:
+            raise ValueError(f"HeadEnsemble: heads must be a positive integer, got {heads!r}")
+        self.members = nn.ModuleList(
+            nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+            for _ in range(int(heads)))
+
+    def forward(self, x: torch.Tensor):
+        if len(self.members) == 1:
+            return self.members[0](x)
+        member_logits = torch.stack([m(x) for m in self.members], dim=1)                # (B, H, C)
+        logits = torch.logsumexp(torch.log_softmax(member_logits, dim=2), dim=1) - math.log(len(self.members))
+        return {"logits": logits, "member_logits": member_logits} if self.training else logits
+
+
 class FusionNet(nn.Module):
     """Fusion of your CNN's embedding of a segment and a pooled musicnn vector for the same segment: the
     vector of its clip (the notebook's default) or of the segment's own rows (``MUSICNN_CONTEXT``, 4.7).
@@ -176,6 +214,7 @@ class FusionNet(nn.Module):
             mode each example's normalised CNN embedding is replaced by zeros with this probability (one
             draw per example, the same for all its C values, NOT rescaled by 1 / (1 - p)), so the head
             also learns to classify from musicnn alone. In eval mode it does nothing.
+        heads: number of classification heads averaged (default 1; ``HeadEnsemble``, given above).
 
     Layers (attributes; C = cnn.embedding_dim, 64 by default, M = musicnn_dim)::
 
@@ -184,7 +223,8 @@ class FusionNet(nn.Module):
                   train mode: each row zeroed with probability cnn_dropout
         emb_norm  Standardize(M), fitted on the training set       (B, M)
                   concatenation [cnn_norm(...), emb_norm(...)]     (B, C + M)
-        head      Sequential(Linear(C + M -> hidden), ReLU, Dropout(dropout), Linear(hidden -> n_classes))
+        head      HeadEnsemble(C + M, hidden, n_classes, dropout, heads): with heads=1 one
+                  Sequential(Linear(C + M -> hidden), ReLU, Dropout(dropout), Linear(hidden -> n_classes))
 
     Why branch dropout: a CNN branch trained on the very segments the head is trained on embeds them far
     better than it will embed new clips, so the head learns to trust it more than it deserves; dropping
@@ -198,7 +238,8 @@ class FusionNet(nn.Module):
     other by sheer scale. The musicnn branch is fixed, so its statistics are fitted once (Standardize).
 
     forward(x_mel, emb): x_mel (B, 1, n_mels, T) float32 log-mel in dB, emb (B, M) float32 pooled
-        musicnn vectors for the same segments (row i goes with segment i) -> logits (B, n_classes).
+        musicnn vectors for the same segments (row i goes with segment i) -> logits (B, n_classes):
+        whatever ``head`` returns for the fused (B, C + M) input (with heads > 1 in train mode, its dict).
     fit_normalization(emb_train): fits ``emb_norm`` on the training embeddings (N, M); returns self.
     load_cnn_state(state_dict): initialises the CNN branch from a BaselineCNN state_dict (or a whole
         checkpoint dict), e.g. your part 3 checkpoint; returns self.
@@ -210,7 +251,7 @@ class FusionNet(nn.Module):
     """
 
     def __init__(self, cnn_kwargs: dict, musicnn_dim: int, n_classes: int = config.NUM_CLASSES,
-                 hidden: int = 100, dropout: float = 0.5, cnn_dropout: float = 0.0):
+                 hidden: int = 100, dropout: float = 0.5, cnn_dropout: float = 0.0, heads: int = 1):
         super().__init__()
         if not 0.0 <= float(cnn_dropout) < 1.0:
             raise ValueError(f"FusionNet: cnn_dropout must be in [0, 1), got {cnn_dropout}")
@@ -221,8 +262,7 @@ class FusionNet(nn.Module):
         cnn_dim = self.cnn.embedding_dim
         self.cnn_norm = nn.LayerNorm(cnn_dim)
         self.emb_norm = Standardize(musicnn_dim)
-        self.head = nn.Sequential(nn.Linear(cnn_dim + musicnn_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden, n_classes))
+        self.head = HeadEnsemble(cnn_dim + musicnn_dim, hidden, n_classes, dropout, heads)
         ### END SOLUTION
 
     def fit_normalization(self, emb_train) -> "FusionNet":
