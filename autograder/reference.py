@@ -257,6 +257,12 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
     measured_ids = [p.id for p in PARTS if p in chosen or any(p.id in c.builds_on for c in chosen)]
     probs: dict[str, list] = {}
     starts: dict[str, str] = {}  # part -> the start weights its checkpoints record (part 5)
+    if reuse:  # before anything is computed: every checkpoint to measure must already be there
+        missing = [out / f"seed{seed}" / ASSIGNMENT / p.checkpoint for seed in range(seeds)
+                   for p in PARTS if p.id in measured_ids]
+        missing = [path for path in missing if not path.is_file()]
+        if missing:
+            raise GradingError(f"--reuse: {missing[0]} is missing: run make calibrate without REUSE first")
     out.mkdir(parents=True, exist_ok=True)
     tests = measuring.test_set(data_spec, workdir=out)
     try:
@@ -264,10 +270,7 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
             folder = out / f"seed{seed}" / ASSIGNMENT
             earlier = [p for p in PARTS if p not in chosen and PARTS.index(p) < PARTS.index(chosen[0])]
             if reuse:
-                missing = [str(folder / p.checkpoint) for p in PARTS if p.id in measured_ids
-                           and not (folder / p.checkpoint).is_file()]
-                if missing:
-                    raise GradingError(f"--reuse: {missing[0]} is missing: run make calibrate without REUSE first")
+                pass  # the seed folders were checked above
             elif part_ids is not None and all((folder / p.checkpoint).is_file() for p in earlier):
                 for part in chosen:  # the chosen parts' notebooks as they are now in solutions/
                     shutil.copy2(SOLUTIONS / ASSIGNMENT / f"{part.notebook}.ipynb", folder)

@@ -345,6 +345,14 @@ def test_grade_command_errors_are_one_line(tmp_path):
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "no such folder of submissions" in res.stderr
 
 
+def test_calibrate_reuse_without_seed_folders_is_one_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "autograder", "calibrate", "--data", TEST_DATA, "--reuse",
+                          "--parts", "part4_mlp", "--out", str(tmp_path / "cal")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "--reuse:" in res.stderr and "seed0" in res.stderr and "part3_augmented.pt is missing" in res.stderr
+    assert not (tmp_path / "cal").exists(), "nothing is computed or written before the check"
+
+
 def test_zip_of_submissions_is_unpacked(tmp_path):
     import zipfile
     _submission(tmp_path / "lms" / "export", "alice", solved=False)
