@@ -58,7 +58,7 @@ grade: $(STAMP) sandbox
 	$(PY) -m autograder grade $(SUBMISSIONS) --out $(OUT) --data $(DATA) --jobs $(JOBS)
 
 calibrate: $(STAMP)
-	$(PY) -m autograder calibrate --data $(DATA) --seeds $(SEEDS) $(if $(PARTS),--parts $(PARTS)) $(if $(REUSE),--reuse)
+	$(PY) -m autograder calibrate --data $(DATA) --seeds $(SEEDS) $(if $(PARTS),--parts $(PARTS)) $(if $(filter 1,$(REUSE)),--reuse)
 
 # each part's gain over the parts it builds on, on the seed folders make calibrate left (gains.json)
 gains: $(STAMP)

@@ -304,6 +304,8 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
             entry["start_weights"] = starts[part.id]
         key = thresholds.key_for(ds.spec, starts.get(part.id))
         table.setdefault(part.id, {"datasets": {}})["datasets"][key] = entry
+        for estimate in thresholds.refresh_estimates(table, part.id, key):
+            print(f"{part.id} on {estimate}: the estimate follows it (pass {entry['pass']}, floor {entry['floor']})")
         print(f"{part.id} on {key}: pass {entry['pass']}, floor {entry['floor']} "
               f"(reference mean {entry['reference']['mean']}, stdev {entry['reference']['stdev']}, {seeds} seeds)")
     thresholds.FILE.write_text(json.dumps(table, indent=1) + "\n")

@@ -41,6 +41,22 @@ def key_for(dataset: str, start: str | None) -> str:
     return dataset if start in (None, "", "random") else f"{dataset}@{start}"
 
 
+ESTIMATE_FROM_RANDOM = "estimate: the random start's calibrated marks"
+
+
+def refresh_estimates(table: dict, part_id: str, key: str) -> list[str]:
+    """After ``key`` (a random-start entry) of ``part_id`` was calibrated: copy its pass mark and floor into
+    the uncalibrated ``key@start`` estimates whose note says they are those marks; returns their keys."""
+    datasets = table.get(part_id, {}).get("datasets", {})
+    base, refreshed = datasets.get(key), []
+    for other_key, other in datasets.items():
+        if (base is not None and other_key.startswith(key + "@") and not other.get("calibrated")
+                and str(other.get("note", "")).startswith(ESTIMATE_FROM_RANDOM)):
+            other["pass"], other["floor"] = base["pass"], base["floor"]
+            refreshed.append(other_key)
+    return refreshed
+
+
 def points(accuracy: float, pass_mark: float, floor: float, max_points: float) -> float:
     """Full points at or above ``pass_mark``, 0 at or below ``floor``, linear in between (2 decimals)."""
     if accuracy >= pass_mark:

@@ -13,8 +13,9 @@ validation accuracy (ties go to the lower validation loss) and returns the histo
 
 Ensembles trained as independent members: a model whose ``forward`` returns, in train mode, a dict
 ``{"logits": (B, C), "member_logits": (B, H, C)}`` is trained on the mean over its H members of
-``loss_fn(member_logits[:, h], y)``: each member learns as if it were alone (no member leans on the
-others, as it would if the loss were taken on the combined ``"logits"``); accuracy is read from
+``loss_fn(member_logits[:, h], y)``: each member learns as if it were alone, up to the 1/H of the mean
+(no member leans on the others, as it would if the loss were taken on the combined ``"logits"``);
+``train_loss`` is then that mean, ``valid_loss`` the combined model's; accuracy is read from
 ``"logits"``. ``genre.fusion.HeadEnsemble`` is one.
 
 Two more things ``fit`` does for the later parts:

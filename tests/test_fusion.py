@@ -109,6 +109,9 @@ def visible_fusion_forward(FusionNet, BaselineCNN):
     head_size = lambda m: sum(p.numel() for p in m.head.parameters())
     assert fnet3(x_mel, emb).shape == (3, 8) and head_size(fnet3) == 3 * head_size(fnet), \
         "FusionNet(heads=3) should average three heads: head = HeadEnsemble(C + M, hidden, n_classes, dropout, heads)"
+    out3 = fnet3.train()(x_mel, emb)
+    assert isinstance(out3, dict) and tuple(out3["member_logits"].shape) == (3, 3, 8), \
+        "in train mode return what self.head returns unchanged (with heads > 1 a dict with 'member_logits', which train.fit trains on)"
 
 
 def visible_fusion_branches(FusionNet):
@@ -735,6 +738,7 @@ def test_each_verdict_passes_the_reference_record_and_refuses_forged_ones():
     assert judge("check_fusion_forward", embedding_dim=64) is not None
     assert "three heads" in judge("check_fusion_forward", head_params=[fwd["head_params"][0]] * 2)
     assert "heads=3" in judge("check_fusion_forward", out_heads3=fwd["out_heads3"][:, :4])
+    assert "unchanged" in judge("check_fusion_forward", train_heads3_members=None)
     freeze = genuine["part4.check_fusion_freeze"]
     assert judge("check_fusion_freeze", cnn_requires_grad=[True] * len(freeze["cnn_requires_grad"])) is not None
     assert judge("check_fusion_freeze", cnn_training=[True] * len(freeze["cnn_training"])) is not None

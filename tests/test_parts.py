@@ -2,6 +2,7 @@
 thresholds and the measurement pipelines: everything that reads it can rely on it."""
 
 import importlib
+import json
 import sys
 
 import nbformat
@@ -71,3 +72,26 @@ def test_part5_thresholds_follow_the_start_weights():
     measured = {"accuracy": 0.9, "dataset": "synthetic:default", "n": 104, "start_weights": "imagenet"}
     pts, comment = grade.score_accuracy(measured, imagenet, 5)
     assert pts == 5 and "finetuning from imagenet weights (synthetic:default@imagenet)" in comment
+
+
+def test_estimates_declared_as_the_random_start_marks_are_those_marks():
+    """An uncalibrated ``dataset@start`` entry whose note says it is the random start's calibrated marks
+    holds exactly those marks; calibrating the random start refreshes it (thresholds.refresh_estimates)."""
+    table = json.loads(thresholds.FILE.read_text())
+    followers = 0
+    for part_id, part in table.items():
+        for key, entry in part["datasets"].items():
+            if "@" in key and str(entry.get("note", "")).startswith(thresholds.ESTIMATE_FROM_RANDOM):
+                base = part["datasets"][key.split("@")[0]]
+                assert (entry["pass"], entry["floor"]) == (base["pass"], base["floor"]), f"{part_id} {key}"
+                followers += 1
+    assert followers >= 2
+    toy = {"p": {"datasets": {"d": {"pass": 0.7, "floor": 0.4, "calibrated": True},
+                              "d@imagenet": {"pass": 0.1, "floor": 0.0, "calibrated": False,
+                                             "note": thresholds.ESTIMATE_FROM_RANDOM + " (...)"},
+                              "d@other": {"pass": 0.2, "floor": 0.1, "calibrated": False, "note": "estimate: a guess"},
+                              "e@imagenet": {"pass": 0.3, "floor": 0.1, "calibrated": False,
+                                             "note": thresholds.ESTIMATE_FROM_RANDOM}}}}
+    assert thresholds.refresh_estimates(toy, "p", "d") == ["d@imagenet"]
+    assert toy["p"]["datasets"]["d@imagenet"]["pass"] == 0.7 and toy["p"]["datasets"]["d@other"]["pass"] == 0.2
+    assert toy["p"]["datasets"]["e@imagenet"]["pass"] == 0.3

@@ -403,6 +403,10 @@ def check_fusion_forward(fusion_cls) -> dict:
     with torch.no_grad():
         rec["out_heads3"] = plain(three(_mel(3, 40, 40), torch.from_numpy(_embeddings(3, 11, seed=40))), np.float64)
     rec["head_params"] = [_number(sum(p.numel() for p in m.head.parameters())) for m in (model, three)]
+    with torch.no_grad():
+        out = three.train()(_mel(3, 40, 40), torch.from_numpy(_embeddings(3, 11, seed=40)))
+    members = out.get("member_logits") if isinstance(out, dict) else None
+    rec["train_heads3_members"] = list(members.shape) if torch.is_tensor(members) else None
     return rec
 
 
@@ -422,6 +426,9 @@ def _fusion_forward(rec) -> None:
     assert several == 3 * one, \
         f"FusionNet(heads=3) should have three heads ({3 * one} head parameters), got {several}: " \
         "build head = HeadEnsemble(C + M, hidden, n_classes, dropout, heads)"
+    assert rec.get("train_heads3_members") == [3, 3, 5], \
+        "in train mode FusionNet(heads=3) should return what its head returns, unchanged: a dict whose " \
+        f"'member_logits' are (3 segments, 3 heads, 5 classes), which train.fit trains on; got {rec.get('train_heads3_members')}"
 
 
 @probe(FUSION_NET)

@@ -238,8 +238,9 @@ class FusionNet(nn.Module):
     other by sheer scale. The musicnn branch is fixed, so its statistics are fitted once (Standardize).
 
     forward(x_mel, emb): x_mel (B, 1, n_mels, T) float32 log-mel in dB, emb (B, M) float32 pooled
-        musicnn vectors for the same segments (row i goes with segment i) -> logits (B, n_classes):
-        whatever ``head`` returns for the fused (B, C + M) input (with heads > 1 in train mode, its dict).
+        musicnn vectors for the same segments (row i goes with segment i) -> what ``head`` returns for
+        the fused (B, C + M) input, unchanged: logits (B, n_classes); with heads > 1 in train mode the
+        head's dict {"logits", "member_logits" (B, heads, n_classes)}, which train.fit trains on.
     fit_normalization(emb_train): fits ``emb_norm`` on the training embeddings (N, M); returns self.
     load_cnn_state(state_dict): initialises the CNN branch from a BaselineCNN state_dict (or a whole
         checkpoint dict), e.g. your part 3 checkpoint; returns self.
@@ -290,7 +291,7 @@ class FusionNet(nn.Module):
         return self.train(self.training)
         ### END SOLUTION
 
-    def forward(self, x_mel: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_mel: torch.Tensor, emb: torch.Tensor) -> torch.Tensor | dict:
         ### BEGIN SOLUTION
         cnn_emb = self.cnn_norm(self.cnn.embed(x_mel))                                         # (B, C)
         if self.training and self.cnn_dropout > 0:
