@@ -236,6 +236,24 @@ def record_timing(data_spec: str, out: Path, runs: int = 3) -> int:
 QUICK_ENV = {"GENRE_SWEEP": "0"}  # calibration needs the checkpoints, not part 2's segment-length sweep
 
 
+def _execute_seed(folder: Path, data_spec: str, seed: int, chosen: list, only_chosen: bool) -> Path:
+    """One calibration seed folder, executed: with ``only_chosen`` and the earlier parts' checkpoints
+    already in ``folder``, only the chosen parts' notebooks (as they are now in solutions/) run again;
+    otherwise a fresh copy of the solution runs every notebook. Returns the folder."""
+    earlier = [p for p in PARTS if p not in chosen and PARTS.index(p) < PARTS.index(chosen[0])]
+    if only_chosen and all((folder / p.checkpoint).is_file() for p in earlier):
+        for part in chosen:
+            shutil.copy2(SOLUTIONS / ASSIGNMENT / f"{part.notebook}.ipynb", folder)
+            (folder / part.checkpoint).unlink(missing_ok=True)
+        shutil.copytree(SOLUTIONS / ASSIGNMENT / "genre", folder / "genre", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(*SUBMISSION_JUNK))
+        execute(folder, data_spec, seed, env_extra=QUICK_ENV, notebooks=list(dict.fromkeys(p.notebook for p in chosen)))
+        return folder
+    folder = copy_solution(folder)
+    execute(folder, data_spec, seed, env_extra=QUICK_ENV, notebooks=notebooks())
+    return folder
+
+
 def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None = None,
               reuse: bool = False) -> int:
     """Execute the reference over ``seeds`` seeds and write the thresholds of ``part_ids`` (default:
@@ -268,20 +286,8 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
     try:
         for seed in range(seeds):
             folder = out / f"seed{seed}" / ASSIGNMENT
-            earlier = [p for p in PARTS if p not in chosen and PARTS.index(p) < PARTS.index(chosen[0])]
-            if reuse:
-                pass  # the seed folders were checked above
-            elif part_ids is not None and all((folder / p.checkpoint).is_file() for p in earlier):
-                for part in chosen:  # the chosen parts' notebooks as they are now in solutions/
-                    shutil.copy2(SOLUTIONS / ASSIGNMENT / f"{part.notebook}.ipynb", folder)
-                    (folder / part.checkpoint).unlink(missing_ok=True)
-                shutil.copytree(SOLUTIONS / ASSIGNMENT / "genre", folder / "genre", dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns(*SUBMISSION_JUNK))
-                execute(folder, data_spec, seed, env_extra=QUICK_ENV,
-                        notebooks=list(dict.fromkeys(p.notebook for p in chosen)))
-            else:
-                folder = copy_solution(folder)
-                execute(folder, data_spec, seed, env_extra=QUICK_ENV, notebooks=notebooks())
+            if not reuse:  # with reuse the folders were checked above and are measured as they are
+                folder = _execute_seed(folder, data_spec, seed, chosen, only_chosen=part_ids is not None)
             results = measuring.measure(folder, measured_ids, tests, timeout=3600, keep_probs=True)
             for part_id in measured_ids:
                 m = results[part_id]
@@ -304,8 +310,6 @@ def calibrate(data_spec: str, seeds: int, out: Path, part_ids: list[str] | None 
             entry["start_weights"] = starts[part.id]
         key = thresholds.key_for(ds.spec, starts.get(part.id))
         table.setdefault(part.id, {"datasets": {}})["datasets"][key] = entry
-        for estimate in thresholds.refresh_estimates(table, part.id, key):
-            print(f"{part.id} on {estimate}: the estimate follows it (pass {entry['pass']}, floor {entry['floor']})")
         print(f"{part.id} on {key}: pass {entry['pass']}, floor {entry['floor']} "
               f"(reference mean {entry['reference']['mean']}, stdev {entry['reference']['stdev']}, {seeds} seeds)")
     thresholds.FILE.write_text(json.dumps(table, indent=1) + "\n")

@@ -2,7 +2,9 @@
 
 Each entry: ``pass`` (full points at or above), ``floor`` (0 points at or below; linear in between),
 and how it was calibrated (the reference accuracies over seeds it came from, or a note when it is an
-estimate). ``make calibrate`` rewrites the entry of a dataset from fresh reference runs.
+estimate). An estimate may instead name the entry whose marks it takes, ``"follows": "<key>"`` (e.g.
+an ImageNet start that is graded like the calibrated random start until it is calibrated itself).
+``make calibrate`` rewrites the entry of a dataset from fresh reference runs.
 """
 
 from __future__ import annotations
@@ -32,29 +34,20 @@ def entry(part: str, dataset: str, table: dict | None = None, start: str | None 
     key = f"{dataset}@{start}" if start and f"{dataset}@{start}" in per_data else dataset
     if key not in per_data:
         raise KeyError(f"no thresholds for {part} on dataset '{dataset}' (have {', '.join(sorted(per_data))})")
-    return {**per_data[key], "key": key}
+    chosen = per_data[key]
+    follows = chosen.get("follows")
+    if follows is not None:  # an estimate that takes another entry's marks, whatever they are now
+        base = per_data.get(follows)
+        if base is None or "follows" in base:
+            raise KeyError(f"thresholds of {part} on '{key}' follow '{follows}', which is not an entry with marks")
+        chosen = {**chosen, "pass": base["pass"], "floor": base["floor"]}
+    return {**chosen, "key": key}
 
 
 def key_for(dataset: str, start: str | None) -> str:
     """Where a calibration with this start writes its entry: the dataset's own key for random (or no)
     start weights, ``dataset@start`` otherwise."""
     return dataset if start in (None, "", "random") else f"{dataset}@{start}"
-
-
-ESTIMATE_FROM_RANDOM = "estimate: the random start's calibrated marks"
-
-
-def refresh_estimates(table: dict, part_id: str, key: str) -> list[str]:
-    """After ``key`` (a random-start entry) of ``part_id`` was calibrated: copy its pass mark and floor into
-    the uncalibrated ``key@start`` estimates whose note says they are those marks; returns their keys."""
-    datasets = table.get(part_id, {}).get("datasets", {})
-    base, refreshed = datasets.get(key), []
-    for other_key, other in datasets.items():
-        if (base is not None and other_key.startswith(key + "@") and not other.get("calibrated")
-                and str(other.get("note", "")).startswith(ESTIMATE_FROM_RANDOM)):
-            other["pass"], other["floor"] = base["pass"], base["floor"]
-            refreshed.append(other_key)
-    return refreshed
 
 
 def points(accuracy: float, pass_mark: float, floor: float, max_points: float) -> float:

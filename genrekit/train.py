@@ -96,11 +96,11 @@ def logits_of(output) -> torch.Tensor:
     return output["logits"] if isinstance(output, dict) else output
 
 
-def _loss(loss_fn, output, logits, y) -> torch.Tensor:
-    """loss_fn on the logits, or its mean over the members when the output carries "member_logits"."""
+def _loss(loss_fn, output, y) -> torch.Tensor:
+    """loss_fn on the output's logits, or its mean over the members when it carries "member_logits"."""
     members = output.get("member_logits") if isinstance(output, dict) else None
     if members is None:
-        return loss_fn(logits, y)
+        return loss_fn(logits_of(output), y)
     if members.dim() != 3 or members.shape[0] != len(y):
         raise ValueError(f"member_logits must be (B, H, C) with B = {len(y)}, got {tuple(members.shape)}")
     return torch.stack([loss_fn(members[:, h], y) for h in range(members.shape[1])]).mean()
@@ -115,7 +115,7 @@ def _run_epoch(model, loader, loss_fn, device, optimizer=None, desc="", progress
             xs, y = [x.to(device) for x in xs], y.to(device)
             output = model(*xs)
             logits = logits_of(output)
-            loss = _loss(loss_fn, output, logits, y)
+            loss = _loss(loss_fn, output, y)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -2,7 +2,6 @@
 thresholds and the measurement pipelines: everything that reads it can rely on it."""
 
 import importlib
-import json
 import sys
 
 import nbformat
@@ -74,24 +73,24 @@ def test_part5_thresholds_follow_the_start_weights():
     assert pts == 5 and "finetuning from imagenet weights (synthetic:default@imagenet)" in comment
 
 
-def test_estimates_declared_as_the_random_start_marks_are_those_marks():
-    """An uncalibrated ``dataset@start`` entry whose note says it is the random start's calibrated marks
-    holds exactly those marks; calibrating the random start refreshes it (thresholds.refresh_estimates)."""
-    table = json.loads(thresholds.FILE.read_text())
-    followers = 0
-    for part_id, part in table.items():
-        for key, entry in part["datasets"].items():
-            if "@" in key and str(entry.get("note", "")).startswith(thresholds.ESTIMATE_FROM_RANDOM):
-                base = part["datasets"][key.split("@")[0]]
-                assert (entry["pass"], entry["floor"]) == (base["pass"], base["floor"]), f"{part_id} {key}"
-                followers += 1
-    assert followers >= 2
+def test_an_estimate_that_follows_an_entry_takes_its_current_marks():
+    """``"follows": key`` entries hold no marks of their own: they are read from the entry they follow, so a
+    recalibrated random start moves the ImageNet estimate with it (no copies to go stale)."""
+    table = thresholds.load()
+    followers = [(part, key) for part, spec in table.items() for key, e in spec["datasets"].items() if "follows" in e]
+    assert ("part5_final", "synthetic:default@imagenet") in followers and len(followers) >= 4
+    for part, key in followers:
+        dataset, start = key.split("@")
+        got, base = thresholds.entry(part, dataset, table, start=start), table[part]["datasets"][table[part]["datasets"][key]["follows"]]
+        assert (got["pass"], got["floor"], got["key"]) == (base["pass"], base["floor"], key) and not got["calibrated"]
     toy = {"p": {"datasets": {"d": {"pass": 0.7, "floor": 0.4, "calibrated": True},
-                              "d@imagenet": {"pass": 0.1, "floor": 0.0, "calibrated": False,
-                                             "note": thresholds.ESTIMATE_FROM_RANDOM + " (...)"},
-                              "d@other": {"pass": 0.2, "floor": 0.1, "calibrated": False, "note": "estimate: a guess"},
-                              "e@imagenet": {"pass": 0.3, "floor": 0.1, "calibrated": False,
-                                             "note": thresholds.ESTIMATE_FROM_RANDOM}}}}
-    assert thresholds.refresh_estimates(toy, "p", "d") == ["d@imagenet"]
-    assert toy["p"]["datasets"]["d@imagenet"]["pass"] == 0.7 and toy["p"]["datasets"]["d@other"]["pass"] == 0.2
-    assert toy["p"]["datasets"]["e@imagenet"]["pass"] == 0.3
+                              "d@imagenet": {"follows": "d", "calibrated": False, "note": "estimate"},
+                              "d@loop": {"follows": "d@imagenet", "calibrated": False},
+                              "d@lost": {"follows": "nowhere", "calibrated": False}}}}
+    got = thresholds.entry("p", "d", toy, start="imagenet")
+    assert (got["pass"], got["floor"], got["key"], got["note"]) == (0.7, 0.4, "d@imagenet", "estimate")
+    toy["p"]["datasets"]["d"]["pass"] = 0.75
+    assert thresholds.entry("p", "d", toy, start="imagenet")["pass"] == 0.75
+    for start in ("loop", "lost"):
+        with pytest.raises(KeyError, match="which is not an entry with marks"):
+            thresholds.entry("p", "d", toy, start=start)

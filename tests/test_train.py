@@ -116,7 +116,7 @@ def test_member_logits_train_each_member_on_its_own_loss():
             model.members[1].weight.mul_(scale)
         model.train().zero_grad()
         out = model(x)
-        train._loss(nn.CrossEntropyLoss(), out, out["logits"], y).backward()
+        train._loss(nn.CrossEntropyLoss(), out, y).backward()
         grads.append(model.members[0].weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], atol=1e-7)
 
@@ -125,4 +125,4 @@ def test_member_logits_of_the_wrong_shape_are_refused():
     x, y = _blobs(4, 0)
     bad = {"logits": torch.zeros(4, 4), "member_logits": torch.zeros(4, 4)}
     with pytest.raises(ValueError, match="member_logits must be"):
-        train._loss(nn.CrossEntropyLoss(), bad, bad["logits"], y)
+        train._loss(nn.CrossEntropyLoss(), bad, y)

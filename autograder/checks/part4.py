@@ -400,11 +400,11 @@ def check_fusion_forward(fusion_cls) -> dict:
     # heads=3: three heads averaged (HeadEnsemble), so three times the head's parameters of heads=1
     three = _fusion(fusion_cls, musicnn_dim=11, n_classes=5, hidden_units=9, channels=(4, 4, 8, 6), seed=21,
                     dropout=0.2, heads=3).eval()
-    with torch.no_grad():
-        rec["out_heads3"] = plain(three(_mel(3, 40, 40), torch.from_numpy(_embeddings(3, 11, seed=40))), np.float64)
+    x_mel, emb = _mel(3, 40, 40), torch.from_numpy(_embeddings(3, 11, seed=40))
     rec["head_params"] = [_number(sum(p.numel() for p in m.head.parameters())) for m in (model, three)]
     with torch.no_grad():
-        out = three.train()(_mel(3, 40, 40), torch.from_numpy(_embeddings(3, 11, seed=40)))
+        rec["out_heads3"] = plain(three(x_mel, emb), np.float64)
+        out = three.train()(x_mel, emb)                  # train mode: the head's dict, for train.fit
     members = out.get("member_logits") if isinstance(out, dict) else None
     rec["train_heads3_members"] = list(members.shape) if torch.is_tensor(members) else None
     return rec
